@@ -6,7 +6,7 @@
  */
 #include "core/status.h"
 #include "data/dataset.h"
-#include "data/element_codec.h"
+#include "data/element_wire.h"
 #include "data/dispatcher_state.h"
 #include "data_dispatcher.pb-c.h"
 #include "data_worker.pb-c.h"
@@ -89,24 +89,38 @@ static mc_code disp_call(mc_data_iterator *it, const char *method,
   }
 }
 
-static mc_code parse_element(const Tensorflow__Data__UncompressedElement *ue,
-                             mc_element *out) {
-  size_t n = ue->n_components;
-  mc_tensor **t = calloc(n + 1, sizeof *t);
-  if (t == NULL)
+/* Decodes a GetElementResponse into a list of queue nodes. */
+static mc_code decode_response(const mc_rpc_payload *p, qnode **first,
+                               qnode **last, size_t *nnodes, int *eos) {
+  size_t np = mc__rpc_payload_num_parts(p);
+  mc_rpc_bytes *parts = malloc((np > 0 ? np : 1) * sizeof *parts);
+  if (parts == NULL)
     return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
+  for (size_t i = 0; i < np; i++)
+    parts[i] = mc__rpc_payload_part(p, i);
+  mc_element *es = NULL;
+  size_t n = 0;
+  mc_code rc = mc__wire_response_decode(parts, np, &es, &n, eos);
+  free(parts);
+  *first = *last = NULL;
+  *nnodes = 0;
   for (size_t i = 0; i < n; i++) {
-    mc_code rc =
-        mc__tensor_decode(ue->components[i].data, ue->components[i].len, &t[i]);
-    if (rc != MC_OK) {
-      for (size_t k = 0; k < i; k++)
-        mc_tensor_free(t[k]);
-      free(t);
-      return mc__error_prefix("element component %zu: ", i);
+    qnode *node = rc == MC_OK ? calloc(1, sizeof *node) : NULL;
+    if (node == NULL) {
+      if (rc == MC_OK)
+        rc = mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
+      mc_element_clear(&es[i]);
+      continue;
     }
+    node->e = es[i];
+    if (*last)
+      (*last)->next = node;
+    else
+      *first = node;
+    *last = node;
+    (*nnodes)++;
   }
-  mc_code rc = mc_element_take(out, t, n);
-  free(t);
+  free(es);
   return rc;
 }
 
@@ -126,40 +140,16 @@ static void *fetch_main(void *arg) {
     pthread_mutex_unlock(&it->mu);
     if (quit)
       break;
-    ProtobufCMessage *msg = NULL;
-    mc_code rc = mc__rpc_unary(
-        ct->ch, "/tensorflow.data.WorkerService/GetElement", &req.base,
-        &tensorflow__data__get_element_response__descriptor, GET_ELEMENT_MS,
-        &msg);
+    mc_rpc_payload *msg = NULL;
+    mc_code rc =
+        mc__rpc_unary_bytes(ct->ch, "/tensorflow.data.WorkerService/GetElement",
+                            &req.base, GET_ELEMENT_MS, &msg);
     if (rc == MC_OK) {
-      Tensorflow__Data__GetElementResponse *r =
-          (Tensorflow__Data__GetElementResponse *)msg;
-      int eos = r->end_of_sequence;
+      int eos = 0;
       qnode *first = NULL, *last = NULL;
       size_t nnodes = 0;
-      if (r->element_case ==
-          TENSORFLOW__DATA__GET_ELEMENT_RESPONSE__ELEMENT_UNCOMPRESSED) {
-        for (size_t i = 0; rc == MC_OK && i <= r->n_more_elements; i++) {
-          qnode *node = calloc(1, sizeof *node);
-          if (node == NULL) {
-            rc = mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
-            break;
-          }
-          rc = parse_element(i == 0 ? r->uncompressed : r->more_elements[i - 1],
-                             &node->e);
-          if (rc != MC_OK) {
-            free(node);
-            break;
-          }
-          if (last)
-            last->next = node;
-          else
-            first = node;
-          last = node;
-          nnodes++;
-        }
-      }
-      protobuf_c_message_free_unpacked(msg, NULL);
+      rc = decode_response(msg, &first, &last, &nnodes, &eos);
+      mc__rpc_payload_free(msg);
       pthread_mutex_lock(&it->mu);
       if (rc != MC_OK) {
         set_err(it, rc, mc_error_last()->message);
