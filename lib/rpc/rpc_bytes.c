@@ -115,8 +115,18 @@ size_t mc__rpc_payload_len(const mc_rpc_payload *p) {
 void mc__rpc_payload_free(mc_rpc_payload *p) {
   if (p == NULL)
     return;
-  for (size_t i = 0; i < p->n; i++)
+  for (size_t i = 0; i < p->n; i++) {
+    /* Slices of different calls can share one gRPC buffer, freed by
+     * whichever call drops the last reference, through gRPC's atomic
+     * reference count that TSan cannot see. The refcount object is shared
+     * by those slices: release and acquire on it state that edge, as an
+     * instrumented acq_rel decrement would. */
+    if (p->slices[i].refcount != NULL) {
+      MC__RPC_HANDOFF(p->slices[i].refcount);
+      MC__RPC_RECEIVED(p->slices[i].refcount);
+    }
     grpc_slice_unref(p->slices[i]);
+  }
   free(p->slices);
   free(p);
 }
