@@ -76,16 +76,6 @@ static void welem_free(welem *e) {
   mc__wire_element_clear(e);
 }
 
-/* Replies with es[0] and, in more_elements, es[1..n); the tensors' data is
- * sent without a copy. */
-static void reply_elems(mc_rpc_call *call, welem *es, size_t n) {
-  mc__wire_reply_elements(call, es, n);
-}
-
-static void reply_elem(mc_rpc_call *call, welem *e) {
-  reply_elems(call, e, 1);
-}
-
 /* An empty response: neither an element nor the end; the client asks
  * again. */
 static void reply_empty(mc_rpc_call *call, int eos) {
@@ -236,7 +226,7 @@ static void *producer_main(void *arg) {
       memmove(t->waiters, t->waiters + 1, (t->nwait - 1) * sizeof *t->waiters);
       t->nwait--;
       pthread_mutex_unlock(&w->mu);
-      reply_elem(c, &we);
+      mc__wire_reply_elements(c, &we, 1);
       welem_free(&we);
       continue;
     }
@@ -292,7 +282,7 @@ static void h_get_element(mc_rpc_call *call, const ProtobufCMessage *msg,
     }
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&w->mu);
-    reply_elems(call, es, n);
+    mc__wire_reply_elements(call, es, n);
     for (size_t i = 0; i < n; i++)
       welem_free(&es[i]);
     return;

@@ -23,7 +23,12 @@
 /* Deadline of one GetElement; the worker answers "nothing yet" well before
  * it (see PARK_MARGIN_MS in data_worker.c). */
 #define GET_ELEMENT_MS 10000
+/* Retries of a failed GetElement wait 1 ms, then twice as long each time up
+ * to this: the usual failure is a reader faster than the dispatcher's
+ * ProcessTask push (NOT_FOUND for a millisecond or two), which a fixed 20 ms
+ * sleep turned into 20 ms before the first element. */
 #define RETRY_SLEEP_US 20000
+#define RETRY_FIRST_US 1000
 
 typedef struct ctask {
   mc_data_iterator *it;
@@ -132,6 +137,7 @@ static void *fetch_main(void *arg) {
       TENSORFLOW__DATA__GET_ELEMENT_REQUEST__INIT;
   req.task_id = ct->id;
   req.max_elements = 64;
+  useconds_t backoff = RETRY_FIRST_US;
   for (;;) {
     pthread_mutex_lock(&it->mu);
     while (!it->stop && !ct->removed && it->qlen >= cap * it->ntasks)
@@ -145,6 +151,7 @@ static void *fetch_main(void *arg) {
         mc__rpc_unary_bytes(ct->ch, "/tensorflow.data.WorkerService/GetElement",
                             &req.base, GET_ELEMENT_MS, &msg);
     if (rc == MC_OK) {
+      backoff = RETRY_FIRST_US;
       int eos = 0;
       qnode *first = NULL, *last = NULL;
       size_t nnodes = 0;
@@ -181,7 +188,8 @@ static void *fetch_main(void *arg) {
     /* The worker may be restarting, not have the task yet, or be gone:
      * retry until the dispatcher drops the task (worker_timeout_ms). */
     if (mc__data_retryable(rc) || rc == MC_NOT_FOUND) {
-      usleep(RETRY_SLEEP_US);
+      usleep(backoff);
+      backoff = backoff * 2 < RETRY_SLEEP_US ? backoff * 2 : RETRY_SLEEP_US;
       continue;
     }
     pthread_mutex_lock(&it->mu);
