@@ -64,6 +64,10 @@ struct batch {
   char **msgs;
   int errored;
   batch_on_error on_error;
+  /* Set for an async batch: runs once, on the thread that completes the
+   * last call, instead of waking a waiter. The starter holds one pending
+   * count until every call is started, so it cannot run early. */
+  batch_on_error on_complete;
   void *ctx;
 };
 
@@ -108,6 +112,18 @@ static void batch_free(batch *b) {
   free(b);
 }
 
+/* One call of the batch is done: wake the waiter, or run on_complete when
+ * it was the last (b may be freed by either as soon as the lock drops). */
+static void batch_drop(batch *b) {
+  pthread_mutex_lock(&b->mu);
+  int last = --b->pending == 0;
+  batch_on_error complete = last ? b->on_complete : NULL;
+  pthread_cond_broadcast(&b->cv);
+  pthread_mutex_unlock(&b->mu);
+  if (complete)
+    complete(b);
+}
+
 /* Records the outcome of call i (response owned by the batch). */
 static void batch_record(batch *b, size_t i, mc_code code, const char *message,
                          ProtobufCMessage *response) {
@@ -123,10 +139,7 @@ static void batch_record(batch *b, size_t i, mc_code code, const char *message,
   /* Runs before pending drops, so the waiter cannot free ctx under it. */
   if (first_error && b->on_error)
     b->on_error(b);
-  pthread_mutex_lock(&b->mu);
-  b->pending--;
-  pthread_cond_broadcast(&b->cv);
-  pthread_mutex_unlock(&b->mu);
+  batch_drop(b);
 }
 
 static void batch_done(void *arg, mc_code code, const char *message,
@@ -539,28 +552,34 @@ static mc_code get_plan(mc__master *m, msession *s,
 
 /* ---- steps ---- */
 
+/* One step from start to reply. The blocking form waits for the batch on
+ * the calling thread; the async form finishes on the thread of the last
+ * completion. */
 struct mc__step_result {
   batch *b;
   Tensorflow__RunGraphResponse *local; /* this task's partition, if any */
   Tensorflow__NamedTensorProto *named; /* one per fetch */
   Tensorflow__NamedTensorProto **ptrs;
-};
-
-typedef struct step_ctx {
+  mc__master *m;
+  msession *s; /* referenced until the step is finished */
   reg_plan *rp;
-  int64_t step_id;
-} step_ctx;
+  const Tensorflow__RunStepRequest *req;
+  int64_t timeout, deadline, step_id;
+  size_t local_part; /* index into the plan's partitions; nparts: none */
+  mc__step_done done;
+  void *done_arg;
+};
 
 /* First failure of a step: tell every task to drop the step, which wakes
  * partitions waiting for tensors from the failed one. */
 static void abort_step(batch *b) {
-  step_ctx *sc = b->ctx;
+  mc__step_result *st = b->ctx;
   Tensorflow__CleanupGraphRequest req = TENSORFLOW__CLEANUP_GRAPH_REQUEST__INIT;
-  req.step_id = sc->step_id;
-  for (size_t i = 0; i < sc->rp->plan->nparts; i++)
-    if (sc->rp->chans[i])
+  req.step_id = st->step_id;
+  for (size_t i = 0; i < st->rp->plan->nparts; i++)
+    if (st->rp->chans[i])
       (void)mc__rpc_unary_async(
-          sc->rp->chans[i], "/tensorflow.WorkerService/CleanupGraph", &req.base,
+          st->rp->chans[i], "/tensorflow.WorkerService/CleanupGraph", &req.base,
           &tensorflow__cleanup_graph_response__descriptor, CONTROL_RPC_MS,
           ignore_done, NULL);
 }
@@ -580,144 +599,6 @@ static int error_rank(mc_code c, const char *message) {
   return 2;
 }
 
-mc_code mc__master_run_step(mc__master *m,
-                            const Tensorflow__RunStepRequest *req,
-                            int64_t call_timeout_ms,
-                            Tensorflow__RunStepResponse *resp,
-                            mc__step_result **keep) {
-  *keep = NULL;
-  if (req->partial_run_handle && req->partial_run_handle[0] != '\0')
-    return mc__error_set(MC_UNIMPLEMENTED, "partial runs are not supported");
-  msession *s = session_get(m, req->session_handle);
-  if (s == NULL)
-    return mc_error_last()->code;
-  int64_t timeout = DEFAULT_STEP_MS;
-  if (req->options && req->options->timeout_in_ms > 0)
-    timeout = req->options->timeout_in_ms;
-  else if (s->default_timeout_ms > 0)
-    timeout = s->default_timeout_ms;
-  if (call_timeout_ms > 0 && call_timeout_ms < timeout)
-    timeout = call_timeout_ms;
-  int64_t deadline = mc__now_ms() + timeout;
-
-  reg_plan *rp = NULL;
-  mc_code rc = get_plan(m, s, req, timeout, &rp);
-  if (rc != MC_OK) {
-    session_unref(m, s);
-    return rc;
-  }
-  mc__plan *plan = rp->plan;
-  mc__step_result *res = calloc(1, sizeof(*res));
-  step_ctx sc = {rp, (int64_t)(atomic_fetch_add(&m->next_step, 1) & INT64_MAX)};
-  if (res == NULL || (res->b = batch_new(plan->nparts)) == NULL) {
-    free(res);
-    session_unref(m, s);
-    return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
-  }
-  batch *b = res->b;
-  b->on_error = abort_step;
-  b->ctx = &sc;
-  /* This task's own partition runs right here, without an RPC to itself,
-   * after the RPCs to the other tasks are on their way. */
-  mc__worker *self = mc__worker_of_task(m->task);
-  size_t local = plan->nparts;
-  for (size_t i = 0; self != NULL && i < plan->nparts; i++)
-    if (plan->parts[i].task == m->task->index &&
-        strcmp(plan->parts[i].job, m->task->job) == 0)
-      local = i;
-  for (size_t pass = 0; pass < 2; pass++)
-    for (size_t i = 0; i < plan->nparts; i++) {
-      if ((pass == 0) == (i == local))
-        continue;
-      mc__partition *p = &plan->parts[i];
-      Tensorflow__RunGraphRequest rg = TENSORFLOW__RUN_GRAPH_REQUEST__INIT;
-      Tensorflow__NamedTensorProto *send[p->nfeeds + 1];
-      char *keys[p->nfetches + 1];
-      rg.session_handle = s->handle;
-      rg.graph_handle = rp->handles[i];
-      rg.step_id = sc.step_id;
-      rg.n_send = p->nfeeds;
-      rg.send = send;
-      for (size_t j = 0; j < p->nfeeds; j++)
-        send[j] = req->feed[p->feeds[j]];
-      rg.n_recv_key = p->nfetches;
-      rg.recv_key = keys;
-      for (size_t j = 0; j < p->nfetches; j++)
-        keys[j] = req->fetch[p->fetches[j]];
-      if (i != local) {
-        batch_start(b, i, rp->chans[i], "/tensorflow.WorkerService/RunGraph",
-                    &rg.base, &tensorflow__run_graph_response__descriptor,
-                    deadline - mc__now_ms());
-        continue;
-      }
-      res->local = malloc(sizeof(*res->local));
-      pthread_mutex_lock(&b->mu);
-      b->pending++;
-      pthread_mutex_unlock(&b->mu);
-      if (res->local == NULL) {
-        batch_record(b, i, MC_RESOURCE_EXHAUSTED, "out of memory", NULL);
-        continue;
-      }
-      tensorflow__run_graph_response__init(res->local);
-      mc_code lrc =
-          mc__worker_run(self, &rg, deadline - mc__now_ms(), res->local);
-      batch_record(b, i, lrc, lrc == MC_OK ? "" : mc_error_last()->message,
-                   NULL);
-    }
-  batch_wait(b);
-  b->on_error = NULL;
-  /* The root cause: the first failure that is not another task's reaction
-   * to it. */
-  for (int rank = 0; rank <= 2 && rc == MC_OK; rank++)
-    for (size_t i = 0; i < plan->nparts && rc == MC_OK; i++)
-      if (b->codes[i] != MC_OK && error_rank(b->codes[i], b->msgs[i]) == rank)
-        rc = mc__error_set(b->codes[i], "RunGraph on /job:%s/task:%d: %s",
-                           plan->parts[i].job, plan->parts[i].task,
-                           b->msgs[i] ? b->msgs[i] : "");
-  if (rc == MC_OK && mc__now_ms() > deadline + 1000)
-    rc = mc__error_set(MC_DEADLINE_EXCEEDED,
-                       "step exceeded its timeout of "
-                       "%lld ms",
-                       (long long)timeout);
-  if (rc == MC_OK) {
-    res->named = calloc(req->n_fetch + 1, sizeof(*res->named));
-    res->ptrs = calloc(req->n_fetch + 1, sizeof(*res->ptrs));
-    if (res->named == NULL || res->ptrs == NULL)
-      rc = mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
-  }
-  for (size_t f = 0; rc == MC_OK && f < req->n_fetch; f++) {
-    Tensorflow__NamedTensorProto *nt = &res->named[f];
-    tensorflow__named_tensor_proto__init(nt);
-    nt->name = req->fetch[f];
-    res->ptrs[f] = nt;
-    if (plan->fetch_from_feed[f] >= 0) {
-      nt->tensor = req->feed[plan->fetch_from_feed[f]]->tensor;
-      continue;
-    }
-    for (size_t i = 0; i < plan->nparts && nt->tensor == NULL; i++) {
-      Tensorflow__RunGraphResponse *r =
-          i == local ? res->local : (Tensorflow__RunGraphResponse *)b->resp[i];
-      for (size_t j = 0; j < plan->parts[i].nfetches; j++)
-        if (plan->parts[i].fetches[j] == f && r != NULL && j < r->n_recv)
-          nt->tensor = r->recv[j]->tensor;
-    }
-    if (nt->tensor == NULL)
-      rc = mc__error_set(MC_INTERNAL, "no task returned fetch '%s'",
-                         req->fetch[f]);
-  }
-  if (rc == MC_OK) {
-    resp->n_tensor = req->n_fetch;
-    resp->tensor = res->ptrs;
-  }
-  session_unref(m, s);
-  if (rc != MC_OK) {
-    mc__master_run_step_release(NULL, res);
-    return rc;
-  }
-  *keep = res;
-  return MC_OK;
-}
-
 void mc__master_run_step_release(Tensorflow__RunStepResponse *resp,
                                  mc__step_result *keep) {
   if (resp) {
@@ -734,6 +615,264 @@ void mc__master_run_step_release(Tensorflow__RunStepResponse *resp,
   free(keep->named);
   free(keep->ptrs);
   free(keep);
+}
+
+static int64_t step_timeout(const msession *s,
+                            const Tensorflow__RunStepRequest *req,
+                            int64_t call_timeout_ms) {
+  int64_t timeout = DEFAULT_STEP_MS;
+  if (req->options && req->options->timeout_in_ms > 0)
+    timeout = req->options->timeout_in_ms;
+  else if (s->default_timeout_ms > 0)
+    timeout = s->default_timeout_ms;
+  if (call_timeout_ms > 0 && call_timeout_ms < timeout)
+    timeout = call_timeout_ms;
+  return timeout;
+}
+
+/* A new step on a registered plan; takes over the caller's reference on s.
+ * NULL (error set) when out of memory; s is then still the caller's. */
+static mc__step_result *step_new(mc__master *m, msession *s, reg_plan *rp,
+                                 const Tensorflow__RunStepRequest *req,
+                                 int64_t timeout) {
+  mc__step_result *st = calloc(1, sizeof(*st));
+  if (st == NULL || (st->b = batch_new(rp->plan->nparts)) == NULL) {
+    free(st);
+    mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  st->m = m;
+  st->s = s;
+  st->rp = rp;
+  st->req = req;
+  st->timeout = timeout;
+  st->deadline = mc__now_ms() + timeout;
+  st->step_id = (int64_t)(atomic_fetch_add(&m->next_step, 1) & INT64_MAX);
+  st->local_part = rp->plan->nparts;
+  for (size_t i = 0; i < rp->plan->nparts; i++)
+    if (rp->plan->parts[i].task == m->task->index &&
+        strcmp(rp->plan->parts[i].job, m->task->job) == 0)
+      st->local_part = i;
+  st->b->on_error = abort_step;
+  st->b->ctx = st;
+  return st;
+}
+
+/* Starts RunGraph on every other task of the step, then runs this task's
+ * own partition right here, without an RPC to itself. The batch holds one
+ * pending count for the starter, which the caller drops (batch_drop). */
+static void step_launch(mc__step_result *st, mc__worker *self) {
+  mc__plan *plan = st->rp->plan;
+  batch *b = st->b;
+  pthread_mutex_lock(&b->mu);
+  b->pending++; /* the starter's */
+  pthread_mutex_unlock(&b->mu);
+  for (size_t pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < plan->nparts; i++) {
+      if ((pass == 0) == (i == st->local_part))
+        continue;
+      mc__partition *p = &plan->parts[i];
+      Tensorflow__RunGraphRequest rg = TENSORFLOW__RUN_GRAPH_REQUEST__INIT;
+      Tensorflow__NamedTensorProto *send[p->nfeeds + 1];
+      char *keys[p->nfetches + 1];
+      rg.session_handle = st->s->handle;
+      rg.graph_handle = st->rp->handles[i];
+      rg.step_id = st->step_id;
+      rg.n_send = p->nfeeds;
+      rg.send = send;
+      for (size_t j = 0; j < p->nfeeds; j++)
+        send[j] = st->req->feed[p->feeds[j]];
+      rg.n_recv_key = p->nfetches;
+      rg.recv_key = keys;
+      for (size_t j = 0; j < p->nfetches; j++)
+        keys[j] = st->req->fetch[p->fetches[j]];
+      if (i != st->local_part) {
+        batch_start(b, i, st->rp->chans[i],
+                    "/tensorflow.WorkerService/RunGraph", &rg.base,
+                    &tensorflow__run_graph_response__descriptor,
+                    st->deadline - mc__now_ms());
+        continue;
+      }
+      st->local = malloc(sizeof(*st->local));
+      pthread_mutex_lock(&b->mu);
+      b->pending++;
+      pthread_mutex_unlock(&b->mu);
+      if (st->local == NULL || self == NULL) {
+        batch_record(b, i, MC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+        continue;
+      }
+      tensorflow__run_graph_response__init(st->local);
+      mc_code lrc =
+          mc__worker_run(self, &rg, st->deadline - mc__now_ms(), st->local);
+      batch_record(b, i, lrc, lrc == MC_OK ? "" : mc_error_last()->message,
+                   NULL);
+    }
+}
+
+/* Every partition is done: the step's status and, on success, resp's
+ * tensors (borrowed from st and the request). */
+static mc_code step_finish(mc__step_result *st,
+                           Tensorflow__RunStepResponse *resp) {
+  const Tensorflow__RunStepRequest *req = st->req;
+  mc__plan *plan = st->rp->plan;
+  batch *b = st->b;
+  b->on_error = NULL;
+  mc_code rc = MC_OK;
+  /* The root cause: the first failure that is not another task's reaction
+   * to it. */
+  for (int rank = 0; rank <= 2 && rc == MC_OK; rank++)
+    for (size_t i = 0; i < plan->nparts && rc == MC_OK; i++)
+      if (b->codes[i] != MC_OK && error_rank(b->codes[i], b->msgs[i]) == rank)
+        rc = mc__error_set(b->codes[i], "RunGraph on /job:%s/task:%d: %s",
+                           plan->parts[i].job, plan->parts[i].task,
+                           b->msgs[i] ? b->msgs[i] : "");
+  if (rc == MC_OK && mc__now_ms() > st->deadline + 1000)
+    rc = mc__error_set(MC_DEADLINE_EXCEEDED,
+                       "step exceeded its timeout of "
+                       "%lld ms",
+                       (long long)st->timeout);
+  if (rc == MC_OK) {
+    st->named = calloc(req->n_fetch + 1, sizeof(*st->named));
+    st->ptrs = calloc(req->n_fetch + 1, sizeof(*st->ptrs));
+    if (st->named == NULL || st->ptrs == NULL)
+      rc = mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  for (size_t f = 0; rc == MC_OK && f < req->n_fetch; f++) {
+    Tensorflow__NamedTensorProto *nt = &st->named[f];
+    tensorflow__named_tensor_proto__init(nt);
+    nt->name = req->fetch[f];
+    st->ptrs[f] = nt;
+    if (plan->fetch_from_feed[f] >= 0) {
+      nt->tensor = req->feed[plan->fetch_from_feed[f]]->tensor;
+      continue;
+    }
+    for (size_t i = 0; i < plan->nparts && nt->tensor == NULL; i++) {
+      Tensorflow__RunGraphResponse *r =
+          i == st->local_part ? st->local
+                              : (Tensorflow__RunGraphResponse *)b->resp[i];
+      for (size_t j = 0; j < plan->parts[i].nfetches; j++)
+        if (plan->parts[i].fetches[j] == f && r != NULL && j < r->n_recv)
+          nt->tensor = r->recv[j]->tensor;
+    }
+    if (nt->tensor == NULL)
+      rc = mc__error_set(MC_INTERNAL, "no task returned fetch '%s'",
+                         req->fetch[f]);
+  }
+  if (rc == MC_OK) {
+    resp->n_tensor = req->n_fetch;
+    resp->tensor = st->ptrs;
+  }
+  return rc;
+}
+
+mc_code mc__master_run_step(mc__master *m,
+                            const Tensorflow__RunStepRequest *req,
+                            int64_t call_timeout_ms,
+                            Tensorflow__RunStepResponse *resp,
+                            mc__step_result **keep) {
+  *keep = NULL;
+  if (req->partial_run_handle && req->partial_run_handle[0] != '\0')
+    return mc__error_set(MC_UNIMPLEMENTED, "partial runs are not supported");
+  msession *s = session_get(m, req->session_handle);
+  if (s == NULL)
+    return mc_error_last()->code;
+  int64_t timeout = step_timeout(s, req, call_timeout_ms);
+  reg_plan *rp = NULL;
+  mc_code rc = get_plan(m, s, req, timeout, &rp);
+  mc__step_result *st = rc == MC_OK ? step_new(m, s, rp, req, timeout) : NULL;
+  if (st == NULL) {
+    rc = mc_error_last()->code;
+    session_unref(m, s);
+    return rc;
+  }
+  step_launch(st, mc__worker_of_task(m->task));
+  batch_drop(st->b);
+  batch_wait(st->b);
+  rc = step_finish(st, resp);
+  session_unref(m, s);
+  if (rc != MC_OK) {
+    mc__master_run_step_release(resp, st);
+    return rc;
+  }
+  *keep = st;
+  return MC_OK;
+}
+
+/* The last reference of a session may drop on a completion-queue thread
+ * (the session was closed during the step); destroying it deregisters its
+ * graphs with blocking calls, so that goes to the blocking pool. */
+static void session_destroy_task(void *arg) {
+  session_destroy(arg, 1);
+}
+
+static void session_unref_nowait(mc__master *m, msession *s) {
+  pthread_mutex_lock(&m->mu);
+  int last = --s->refs == 0;
+  pthread_mutex_unlock(&m->mu);
+  if (last && mc__rpc_run_blocking(session_destroy_task, s) != MC_OK)
+    session_destroy(s, 1); /* out of memory: block rather than leak */
+}
+
+static void step_complete(batch *b) {
+  mc__step_result *st = b->ctx;
+  Tensorflow__RunStepResponse resp = TENSORFLOW__RUN_STEP_RESPONSE__INIT;
+  mc_code rc = step_finish(st, &resp);
+  session_unref_nowait(st->m, st->s);
+  st->s = NULL;
+  st->done(st->done_arg, st->req, rc,
+           rc == MC_OK ? "" : mc_error_last()->message, &resp,
+           rc == MC_OK ? st : NULL);
+  if (rc != MC_OK)
+    mc__master_run_step_release(NULL, st);
+}
+
+int mc__master_run_step_async(mc__master *m,
+                              const Tensorflow__RunStepRequest *req,
+                              int64_t call_timeout_ms, mc__step_done done,
+                              void *arg) {
+  if (req->partial_run_handle && req->partial_run_handle[0] != '\0')
+    return 0;
+  pthread_mutex_lock(&m->mu);
+  msession *s = m->sessions;
+  while (s != NULL && strcmp(s->handle, req->session_handle) != 0)
+    s = s->next;
+  if (s)
+    s->refs++;
+  pthread_mutex_unlock(&m->mu);
+  if (s == NULL)
+    return 0;
+  /* Only a plan registered already: planning and registering block. The
+   * session's lock is held across a registration, hence trylock. */
+  reg_plan *rp = NULL;
+  char *sig = signature(req);
+  if (sig != NULL && pthread_mutex_trylock(&s->mu) == 0) {
+    for (rp = s->plans; rp != NULL && strcmp(rp->sig, sig) != 0;)
+      rp = rp->next;
+    pthread_mutex_unlock(&s->mu);
+  }
+  free(sig);
+  /* This task's partition runs on the calling thread: only one that never
+   * waits (no _Recv, no compute) may. */
+  mc__worker *self = mc__worker_of_task(m->task);
+  mc__step_result *st = NULL;
+  if (rp != NULL)
+    st = step_new(m, s, rp, req, step_timeout(s, req, call_timeout_ms));
+  if (st != NULL && st->local_part < rp->plan->nparts &&
+      (self == NULL ||
+       !mc__worker_graph_is_light(self, rp->handles[st->local_part]))) {
+    mc__master_run_step_release(NULL, st);
+    st = NULL;
+  }
+  if (st == NULL) {
+    session_unref_nowait(m, s);
+    return 0;
+  }
+  st->done = done;
+  st->done_arg = arg;
+  st->b->on_complete = step_complete;
+  step_launch(st, self);
+  batch_drop(st->b);
+  return 1;
 }
 
 /* ---- devices and reset ---- */
