@@ -38,6 +38,9 @@
  * "stats" or "return <port>". */
 #define MAX_LINE 32
 #define OWNER_BUCKETS 4096
+/* Ports the checker thread keeps checked and held bound ahead of requests
+ * (each holds a TCP and a UDP socket, two of each without dual-stack). */
+#define READY_MAX 16
 
 typedef struct owner {
   int pid;
@@ -63,6 +66,8 @@ typedef struct conn {
   int fd;
   struct event *ev;
   int peer_pid;
+  int keep;   /* the request being answered asked to keep the connection */
+  int served; /* requests answered on this connection */
   size_t len;
   char buf[MAX_LINE + 1];
   char *out; /* a reply that did not fit the socket buffer at once */
@@ -89,13 +94,28 @@ struct mc_portserver {
   int probe_fd; /* the accept probe's socket, reused while refused */
   pthread_t thread;
   int running;
+
+  /* Check-ahead: a thread takes ports from the queue's head, checks them
+   * (TCP and UDP bind, connect probe) and keeps them bound in ready[] (a
+   * ring) until a request takes one, so requests do not wait for the
+   * checks and nobody can bind a ready port between check and hand-out. */
+  struct {
+    uint16_t port;
+    mc__port_hold hold;
+  } ready[READY_MAX];
+  size_t ready_head, n_ready, n_checking;
+  pthread_t checker;
+  pthread_cond_t checker_cv; /* wakes the checker */
+  pthread_cond_t checked_cv; /* a check finished (for a waiting request) */
+  int checker_run, checker_started, waiting_for_check;
   dev_t sock_dev;
   ino_t sock_ino;
 
   struct {
     unsigned long long allocations, denied, denied_pid, denied_dead,
         denied_exhausted, request_errors, reclaimed, pid_reuse, returned,
-        return_denied, proxy, busy_skipped, timeouts, accept_errors, conns;
+        return_denied, proxy, busy_skipped, timeouts, idle_closed,
+        accept_errors, conns;
     size_t last_checked;
   } st;
 };
@@ -105,6 +125,8 @@ struct mc_portserver {
 static void queue_push(mc_portserver *ps, uint16_t port) {
   ps->queue[(ps->qhead + ps->qlen) % ps->pool_size] = port;
   ps->qlen++;
+  if (ps->checker_started)
+    pthread_cond_signal(&ps->checker_cv);
 }
 
 static uint16_t queue_pop(mc_portserver *ps) {
@@ -232,6 +254,87 @@ static int owner_add_port(owner *o, slot *slots, uint16_t port) {
   return 0;
 }
 
+/* Takes the oldest ready port and releases its sockets. */
+static int take_ready(mc_portserver *ps) {
+  size_t i = ps->ready_head;
+  int port = ps->ready[i].port;
+  mc__port_hold_release(&ps->ready[i].hold);
+  ps->ready_head = (i + 1) % READY_MAX;
+  ps->n_ready--;
+  /* Refill in bursts: fewer wake-ups of the checker. */
+  if (ps->n_ready == READY_MAX / 2)
+    pthread_cond_signal(&ps->checker_cv);
+  return port;
+}
+
+/* The check-ahead thread (see ready[] in struct mc_portserver). It never
+ * holds ps->mu during a check. After MAX_CHECKS busy ports in a row it
+ * rests for 100 ms (requests then check inline, as without it). */
+static void *check_ahead(void *arg) {
+  mc_portserver *ps = arg;
+  int probe = -1, busy_run = 0;
+  pthread_mutex_lock(&ps->mu);
+  while (ps->checker_run) {
+    if (busy_run >= MAX_CHECKS) {
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_nsec += 100 * 1000 * 1000;
+      if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+      }
+      pthread_cond_timedwait(&ps->checker_cv, &ps->mu, &until);
+      busy_run = 0;
+      continue;
+    }
+    if (ps->n_ready == READY_MAX || ps->qlen == 0) {
+      /* Full (or nothing to check): sleep until half the ready ports are
+       * taken or a port comes back. */
+      pthread_cond_wait(&ps->checker_cv, &ps->mu);
+      continue;
+    }
+    uint16_t p = queue_pop(ps);
+    ps->n_checking++;
+    pthread_mutex_unlock(&ps->mu);
+    mc__port_hold h;
+    int ok = mc__port_hold_free(&probe, p, &h);
+    pthread_mutex_lock(&ps->mu);
+    ps->n_checking--;
+    if (ps->waiting_for_check)
+      pthread_cond_broadcast(&ps->checked_cv);
+    if (ok) {
+      size_t i = (ps->ready_head + ps->n_ready) % READY_MAX;
+      ps->ready[i].port = p;
+      ps->ready[i].hold = h;
+      ps->n_ready++;
+      busy_run = 0;
+    } else {
+      ps->st.busy_skipped++;
+      queue_push(ps, p);
+      busy_run++;
+    }
+  }
+  pthread_mutex_unlock(&ps->mu);
+  if (probe >= 0)
+    close(probe);
+  return NULL;
+}
+
+/* Stops the check-ahead thread and puts its ready ports back in the
+ * queue (released). */
+static void checker_stop(mc_portserver *ps) {
+  if (!ps->checker_started)
+    return;
+  pthread_mutex_lock(&ps->mu);
+  ps->checker_run = 0;
+  pthread_cond_signal(&ps->checker_cv);
+  pthread_mutex_unlock(&ps->mu);
+  pthread_join(ps->checker, NULL);
+  ps->checker_started = 0;
+  while (ps->n_ready > 0)
+    queue_push(ps, (uint16_t)take_ready(ps));
+}
+
 /* Returns the port given to pid, or 0 when refused. */
 static int allocate(mc_portserver *ps, int pid, int requester) {
   if (pid <= 1) {
@@ -257,9 +360,27 @@ static int allocate(mc_portserver *ps, int pid, int requester) {
     reclaim_owner(ps, o);
     o = NULL;
   }
+  /* The only free ports are being checked ahead: wait for the outcome
+   * (one check, bounded) rather than refuse. */
+  while (ps->n_ready == 0 && ps->qlen == 0 && ps->n_checking > 0) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 1;
+    ps->waiting_for_check++;
+    int rc = pthread_cond_timedwait(&ps->checked_cv, &ps->mu, &until);
+    ps->waiting_for_check--;
+    if (rc != 0)
+      break;
+  }
   size_t limit = ps->qlen < MAX_CHECKS ? ps->qlen : MAX_CHECKS;
   size_t checked = 0;
   int port = 0;
+  if (ps->n_ready > 0) {
+    /* Checked ahead and held bound since: release and hand out. */
+    port = take_ready(ps);
+    checked = 1;
+    limit = 0;
+  }
   while (checked < limit) {
     uint16_t p = queue_pop(ps);
     checked++;
@@ -348,10 +469,11 @@ static json_t *stats_json_locked(mc_portserver *ps) {
   }
 #define I(x) ((json_int_t)(x))
   return json_pack(
-      "{s:s,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-      "s:I,s:I,s:I,s:I,s:I}",
+      "{s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+      "s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
       "address", ps->address, "num_ports_managed", I(ps->pool_size),
-      "free_ports", I(ps->qlen), "ports_in_use", I(ps->n_held), "owners_alive",
+      "free_ports", I(ps->qlen + ps->n_ready + ps->n_checking),
+      "ports_checked_ahead", I(ps->n_ready), "ports_in_use", I(ps->n_held), "owners_alive",
       I(ps->n_owners), "in_use_by_pid", owners, "total_allocations",
       I(ps->st.allocations), "denied_allocations", I(ps->st.denied),
       "denied_invalid_pid", I(ps->st.denied_pid), "denied_dead_pid",
@@ -362,7 +484,9 @@ static json_t *stats_json_locked(mc_portserver *ps) {
       I(ps->st.returned), "return_denied", I(ps->st.return_denied),
       "allocations_for_other_pid", I(ps->st.proxy), "busy_ports_skipped",
       I(ps->st.busy_skipped), "connection_timeouts", I(ps->st.timeouts),
-      "open_connections", I(ps->n_conns), "accept_errors",
+      "kept_connections_closed_idle", I(ps->st.idle_closed),
+      "open_connections", I(ps->n_conns), "connections_accepted",
+      I(ps->st.conns), "accept_errors",
       I(ps->st.accept_errors), "num_ports_checked_for_last_request",
       I(ps->st.last_checked));
 #undef I
@@ -450,8 +574,25 @@ static void conn_close(conn *c) {
 }
 
 static void on_conn(evutil_socket_t fd, short what, void *arg);
+static int conn_lines(conn *c);
 
-/* Sends what is left of c->out; closes c when done or on error. */
+/* (Re)arms c's event for what (EV_READ or EV_WRITE) under the connection
+ * timeout. Returns 0, or -1 after closing c. */
+static int conn_arm(conn *c, short what) {
+  struct timeval tv = {c->ps->conn_timeout_ms / 1000,
+                       (c->ps->conn_timeout_ms % 1000) * 1000};
+  event_del(c->ev);
+  if (event_assign(c->ev, c->ps->base, c->fd, what | EV_PERSIST, on_conn,
+                   c) != 0 ||
+      event_add(c->ev, &tv) != 0) {
+    conn_close(c);
+    return -1;
+  }
+  return 0;
+}
+
+/* Sends what is left of c->out; then closes c, or with keep-alive reads
+ * on. */
 static void conn_flush(conn *c) {
   while (c->out_off < c->out_len) {
     ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
@@ -462,44 +603,54 @@ static void conn_flush(conn *c) {
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
       return; /* the write event continues, under the same timeout */
-    break;
-  }
-  conn_close(c);
-}
-
-/* Replies and closes. A port reply is one short write into an empty socket
- * buffer; only a large stats reply may have to wait for the client to read,
- * and then on a write event, never blocking the loop. reply is copied. */
-static void conn_reply(conn *c, const char *reply) {
-  size_t len = strlen(reply);
-  ssize_t n = len ? send(c->fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
-  if (n < 0 && errno == EAGAIN)
-    n = 0;
-  else if (n < 0 || (size_t)n == len) {
     conn_close(c);
     return;
+  }
+  free(c->out);
+  c->out = NULL;
+  if (!c->keep) {
+    conn_close(c);
+    return;
+  }
+  if (conn_arm(c, EV_READ) == 0)
+    conn_lines(c);
+}
+
+/* Replies; then closes, or keeps c open for the next request when the
+ * request asked for it (c->keep). A port reply is one short write into an
+ * empty socket buffer; only a large stats reply may have to wait for the
+ * client to read, and then on a write event, never blocking the loop.
+ * reply is copied. Returns 1 when c is open and its reply sent (ready for
+ * the next request), else 0 (closed, or waiting to write). */
+static int conn_reply(conn *c, const char *reply) {
+  size_t len = strlen(reply);
+  ssize_t n = len ? send(c->fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+  if (n < 0 && errno == EAGAIN) {
+    n = 0;
+  } else if (n < 0 || (size_t)n == len) {
+    if (n >= 0 && c->keep)
+      return 1;
+    conn_close(c);
+    return 0;
   }
   c->out = malloc(len - (size_t)n);
   if (c->out == NULL) {
     conn_close(c);
-    return;
+    return 0;
   }
   memcpy(c->out, reply + n, len - (size_t)n);
   c->out_len = len - (size_t)n;
   c->out_off = 0;
-  event_del(c->ev);
-  struct timeval tv = {c->ps->conn_timeout_ms / 1000,
-                       (c->ps->conn_timeout_ms % 1000) * 1000};
-  if (event_assign(c->ev, c->ps->base, c->fd, EV_WRITE | EV_PERSIST, on_conn,
-                   c) != 0 ||
-      event_add(c->ev, &tv) != 0)
-    conn_close(c);
+  conn_arm(c, EV_WRITE);
+  return 0;
 }
 
-static void handle_line(conn *c, char *line) {
+/* Answers one request line. Returns conn_reply's result. */
+static int handle_line(conn *c, char *line) {
   mc_portserver *ps = c->ps;
   char reply[32] = "";
   long long value;
+  c->keep = 0;
   int kind = mc__portserver_parse_request(line, &value);
   if (kind == MC__REQ_STATS) {
     json_t *j = stats_json_locked(ps);
@@ -507,19 +658,19 @@ static void handle_line(conn *c, char *line) {
     json_decref(j);
     if (s == NULL) {
       conn_close(c);
-      return;
+      return 0;
     }
     size_t len = strlen(s);
     char *full = realloc(s, len + 2);
     if (full == NULL) {
       free(s);
       conn_close(c);
-      return;
+      return 0;
     }
     memcpy(full + len, "\n", 2);
-    conn_reply(c, full);
+    int r = conn_reply(c, full);
     free(full);
-    return;
+    return r;
   }
   if (kind == MC__REQ_RETURN) {
     long long port = value;
@@ -535,21 +686,49 @@ static void handle_line(conn *c, char *line) {
     } else {
       ps->st.return_denied++;
     }
-    conn_reply(c, reply);
-    return;
+    return conn_reply(c, reply);
   }
   if (kind != MC__REQ_PID) {
     ps->st.request_errors++;
-    conn_reply(c, "");
-    return;
+    return conn_reply(c, "");
   }
+  /* "+<pid>" (which portpicker's server reads as <pid>) asks to keep the
+   * connection for further requests; a refusal is then "0\n" instead of
+   * an empty reply and a close. */
+  c->keep = line[strspn(line, " \t")] == '+';
   long long pid = value;
   if (pid > 0x7fffffff)
     pid = -1;
   int port = allocate(ps, (int)pid, c->peer_pid);
   if (port > 0)
     snprintf(reply, sizeof reply, "%d\n", port);
-  conn_reply(c, reply);
+  else if (c->keep)
+    snprintf(reply, sizeof reply, "0\n");
+  return conn_reply(c, reply);
+}
+
+/* Answers the complete lines in c->buf, in order. Returns 1 while c stays
+ * open waiting for input, 0 when it is closed or waits to write. */
+static int conn_lines(conn *c) {
+  for (;;) {
+    c->buf[c->len] = '\0';
+    char *nl = memchr(c->buf, '\n', c->len);
+    if (nl == NULL)
+      break;
+    *nl = '\0';
+    size_t used = (size_t)(nl + 1 - c->buf);
+    c->served++;
+    if (!handle_line(c, c->buf))
+      return 0;
+    memmove(c->buf, c->buf + used, c->len - used);
+    c->len -= used;
+  }
+  if (c->len >= MAX_LINE) {
+    c->ps->st.request_errors++;
+    conn_close(c);
+    return 0;
+  }
+  return 1;
 }
 
 /* Advances c on a read, write or timeout event. Returns 1 while c stays
@@ -558,7 +737,11 @@ static void handle_line(conn *c, char *line) {
 static int conn_step(conn *c, short what) {
   mc_portserver *ps = c->ps;
   if (what & EV_TIMEOUT) {
-    ps->st.timeouts++;
+    /* A kept connection closed while idle is no client's fault. */
+    if (c->served > 0 && c->len == 0 && c->out == NULL)
+      ps->st.idle_closed++;
+    else
+      ps->st.timeouts++;
     conn_close(c);
     return 0;
   }
@@ -571,29 +754,19 @@ static int conn_step(conn *c, short what) {
     return 1;
   if (n <= 0) {
     /* End of stream: a request without its newline counts, as with
-     * portpicker's server (it reads once, up to 100 bytes). */
+     * portpicker's server (it reads once, up to 100 bytes); its reply is
+     * the last. */
     if (c->len > 0 && n == 0) {
       c->buf[c->len] = '\0';
-      handle_line(c, c->buf);
+      if (handle_line(c, c->buf))
+        conn_close(c);
     } else {
       conn_close(c);
     }
     return 0;
   }
   c->len += (size_t)n;
-  c->buf[c->len] = '\0';
-  char *nl = memchr(c->buf, '\n', c->len);
-  if (nl != NULL) {
-    *nl = '\0';
-    handle_line(c, c->buf);
-    return 0;
-  }
-  if (c->len >= MAX_LINE) {
-    ps->st.request_errors++;
-    conn_close(c);
-    return 0;
-  }
-  return 1;
+  return conn_lines(c);
 }
 
 static void on_conn(evutil_socket_t fd, short what, void *arg) {
@@ -766,6 +939,8 @@ mc_code mc_portserver_new(mc_portserver **out,
   ps->conn_timeout_ms =
       opts->conn_timeout_ms ? opts->conn_timeout_ms : DEFAULT_CONN_TIMEOUT_MS;
   pthread_mutex_init(&ps->mu, NULL);
+  pthread_cond_init(&ps->checker_cv, NULL);
+  pthread_cond_init(&ps->checked_cv, NULL);
   *out = ps;
   return MC_OK;
 }
@@ -965,6 +1140,15 @@ mc_code mc_portserver_start(mc_portserver *ps) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int err = pthread_create(&ps->thread, NULL, serve, ps);
+  if (err == 0) {
+    /* Without the check-ahead thread requests check inline: slower, same
+     * guarantees. */
+    pthread_mutex_lock(&ps->mu);
+    ps->checker_run = 1;
+    ps->checker_started =
+        pthread_create(&ps->checker, NULL, check_ahead, ps) == 0;
+    pthread_mutex_unlock(&ps->mu);
+  }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (err != 0) {
     teardown(ps);
@@ -981,6 +1165,7 @@ void mc_portserver_stop(mc_portserver *ps) {
   uint64_t one = 1;
   (void)!write(ps->stop_fd, &one, sizeof one);
   pthread_join(ps->thread, NULL);
+  checker_stop(ps);
   ps->running = 0;
   teardown(ps);
 }
@@ -989,8 +1174,11 @@ void mc_portserver_free(mc_portserver *ps) {
   if (ps == NULL)
     return;
   mc_portserver_stop(ps);
-  if (ps->queue != NULL)
+  if (ps->queue != NULL) {
     pthread_mutex_destroy(&ps->mu);
+    pthread_cond_destroy(&ps->checker_cv);
+    pthread_cond_destroy(&ps->checked_cv);
+  }
   free(ps->queue);
   free(ps->slots);
   free(ps->address);
