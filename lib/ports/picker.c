@@ -138,8 +138,8 @@ static mc_code pick_local(int *port, mc_pick_info *info) {
 static mc_code pick_from_server(const char *address, int pid, int timeout_ms,
                                 int *port) {
   char reply[128];
-  mc_code rc = mc__portserver_pick(address, pid, timeout_ms, reply,
-                                   sizeof reply);
+  mc_code rc =
+      mc__portserver_pick(address, pid, timeout_ms, reply, sizeof reply);
   if (rc != MC_OK)
     return rc;
   /* portpicker reads int(reply.split('\n')[0]); an empty reply (or "0") is

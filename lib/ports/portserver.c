@@ -469,24 +469,24 @@ static json_t *stats_json_locked(mc_portserver *ps) {
   }
 #define I(x) ((json_int_t)(x))
   return json_pack(
-      "{s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+      "{s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:"
+      "I,"
       "s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
       "address", ps->address, "num_ports_managed", I(ps->pool_size),
       "free_ports", I(ps->qlen + ps->n_ready + ps->n_checking),
-      "ports_checked_ahead", I(ps->n_ready), "ports_in_use", I(ps->n_held), "owners_alive",
-      I(ps->n_owners), "in_use_by_pid", owners, "total_allocations",
-      I(ps->st.allocations), "denied_allocations", I(ps->st.denied),
-      "denied_invalid_pid", I(ps->st.denied_pid), "denied_dead_pid",
-      I(ps->st.denied_dead), "denied_pool_exhausted",
+      "ports_checked_ahead", I(ps->n_ready), "ports_in_use", I(ps->n_held),
+      "owners_alive", I(ps->n_owners), "in_use_by_pid", owners,
+      "total_allocations", I(ps->st.allocations), "denied_allocations",
+      I(ps->st.denied), "denied_invalid_pid", I(ps->st.denied_pid),
+      "denied_dead_pid", I(ps->st.denied_dead), "denied_pool_exhausted",
       I(ps->st.denied_exhausted), "client_request_errors",
       I(ps->st.request_errors), "reclaimed_ports", I(ps->st.reclaimed),
       "pid_reuse_detected", I(ps->st.pid_reuse), "returned_ports",
       I(ps->st.returned), "return_denied", I(ps->st.return_denied),
       "allocations_for_other_pid", I(ps->st.proxy), "busy_ports_skipped",
       I(ps->st.busy_skipped), "connection_timeouts", I(ps->st.timeouts),
-      "kept_connections_closed_idle", I(ps->st.idle_closed),
-      "open_connections", I(ps->n_conns), "connections_accepted",
-      I(ps->st.conns), "accept_errors",
+      "kept_connections_closed_idle", I(ps->st.idle_closed), "open_connections",
+      I(ps->n_conns), "connections_accepted", I(ps->st.conns), "accept_errors",
       I(ps->st.accept_errors), "num_ports_checked_for_last_request",
       I(ps->st.last_checked));
 #undef I
@@ -582,8 +582,8 @@ static int conn_arm(conn *c, short what) {
   struct timeval tv = {c->ps->conn_timeout_ms / 1000,
                        (c->ps->conn_timeout_ms % 1000) * 1000};
   event_del(c->ev);
-  if (event_assign(c->ev, c->ps->base, c->fd, what | EV_PERSIST, on_conn,
-                   c) != 0 ||
+  if (event_assign(c->ev, c->ps->base, c->fd, what | EV_PERSIST, on_conn, c) !=
+          0 ||
       event_add(c->ev, &tv) != 0) {
     conn_close(c);
     return -1;

@@ -65,8 +65,8 @@ static socklen_t fill_addr(struct sockaddr_storage *ss, int family,
   return sizeof *a;
 }
 
-static int bind_one(int family, int socktype, int port, int reuseaddr,
-                    int dual, int *keep) {
+static int bind_one(int family, int socktype, int port, int reuseaddr, int dual,
+                    int *keep) {
   int fd = socket(family, socktype | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1; /* no such family on this host (EAFNOSUPPORT) */
@@ -446,7 +446,7 @@ static struct {
   int fd;
   int pid;
   int timeout_ms;
-  char address[sizeof ((struct sockaddr_un *)0)->sun_path];
+  char address[sizeof((struct sockaddr_un *)0)->sun_path];
 } kept = {PTHREAD_MUTEX_INITIALIZER, -1, 0, 0, ""};
 
 static void kept_drop(void) {

@@ -146,8 +146,8 @@ static void check_reply(const char *r, size_t len) {
       /* stats */
     } else if (n == 2 && strncmp(line, "ok", 2) == 0) {
       /* a return taken */
-    } else if (end != nl || end == line || (port != 0 && (port < POOL_LOW ||
-                                                          port > POOL_HIGH))) {
+    } else if (end != nl || end == line ||
+               (port != 0 && (port < POOL_LOW || port > POOL_HIGH))) {
       mc_fuzz_fail("unexpected reply line \"%.*s\"", (int)n, line);
     }
     line = nl + 1;
