@@ -280,6 +280,7 @@ int mc__pool_allocate(mc_portserver *ps, int pid, int requester) {
   if (ps->n_ready > 0) {
     /* Checked ahead and held bound since: release and hand out. */
     port = take_ready(ps);
+    ps->st.from_ready++;
     checked = 1;
     limit = 0;
   }
@@ -371,12 +372,13 @@ json_t *mc__pool_stats_json(mc_portserver *ps) {
   }
 #define I(x) ((json_int_t)(x))
   return json_pack(
-      "{s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:"
+      "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:"
       "I,"
       "s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
       "address", ps->address, "num_ports_managed", I(ps->pool_size),
       "free_ports", I(ps->qlen + ps->n_ready + ps->n_checking),
-      "ports_checked_ahead", I(ps->n_ready), "ports_in_use", I(ps->n_held),
+      "ports_checked_ahead", I(ps->n_ready), "allocations_checked_ahead",
+      I(ps->st.from_ready), "ports_in_use", I(ps->n_held),
       "owners_alive", I(ps->n_owners), "in_use_by_pid", owners,
       "total_allocations", I(ps->st.allocations), "denied_allocations",
       I(ps->st.denied), "denied_invalid_pid", I(ps->st.denied_pid),

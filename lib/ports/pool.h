@@ -82,7 +82,7 @@ struct mc_portserver {
   struct {
     unsigned long long allocations, denied, denied_pid, denied_dead,
         denied_exhausted, request_errors, reclaimed, pid_reuse, returned,
-        return_denied, proxy, busy_skipped, timeouts, idle_closed,
+        return_denied, proxy, busy_skipped, timeouts, idle_closed, from_ready,
         accept_errors, conns;
     size_t last_checked;
   } st;
