@@ -516,6 +516,7 @@ static void checks_ports_ahead_and_holds_them(void **state) {
     assert_true(can_bind(p, SOCK_STREAM));
     assert_true(can_bind(p, SOCK_DGRAM));
   }
+  assert_int_equal(stat_int(ps, "allocations_checked_ahead"), 7);
   assert_int_equal(request_port(addr, getpid()), 0);
   assert_int_equal(stat_int(ps, "denied_pool_exhausted"), 1);
   mc_portserver_free(ps);
