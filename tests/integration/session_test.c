@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "master.pb-c.h"
 #include "rpc/rpc.h"
 #include "session/worker.h"
 
@@ -357,6 +358,82 @@ static void reset_during_async_step(void **state) {
   mc_graph_free(g);
 }
 
+static Tensorflow__RunStepResponse *
+raw_step(mc_rpc_channel *ch, const char *handle, const char *fetch) {
+  Tensorflow__RunStepRequest req = TENSORFLOW__RUN_STEP_REQUEST__INIT;
+  char *f = (char *)fetch;
+  req.session_handle = (char *)handle;
+  req.n_fetch = 1;
+  req.fetch = &f;
+  req.store_errors_in_response_body = 1;
+  ProtobufCMessage *resp = NULL;
+  MC_ASSERT_OK(mc__rpc_unary(ch, "/tensorflow.MasterService/RunStep", &req.base,
+                             &tensorflow__run_step_response__descriptor, 10000,
+                             &resp));
+  return (Tensorflow__RunStepResponse *)resp;
+}
+
+/* store_errors_in_response_body (as TensorFlow's clients send it): a
+ * failed step is answered OK with its code and message in the body, both
+ * when the master runs it without blocking (a ps variable read, from the
+ * second step of its signature on) and on the blocking pool (a Neg on the
+ * master's task). */
+static void errors_in_response_body(void **state) {
+  (void)state;
+  mc_graph *g;
+  MC_ASSERT_OK(mc_graph_new(&g));
+  int64_t d1[1] = {1};
+  MC_ASSERT_OK(
+      mc_graph_variable(g, "eb_unset", MC_DT_DOUBLE, d1, 1, "/job:ps/task:0"));
+  op(g, "eb_neg", "Neg", IN("eb_unset"), 1, "/job:worker/task:0");
+  uint8_t *bytes;
+  size_t len;
+  MC_ASSERT_OK(mc_graph_to_graphdef(g, &bytes, &len));
+  Tensorflow__CreateSessionRequest cr =
+      TENSORFLOW__CREATE_SESSION_REQUEST__INIT;
+  cr.graph_def = tensorflow__graph_def__unpack(NULL, len, bytes);
+  assert_non_null(cr.graph_def);
+  mc_rpc_channel *ch;
+  MC_ASSERT_OK(mc__rpc_channel_get(worker(0), &ch));
+  ProtobufCMessage *out = NULL;
+  MC_ASSERT_OK(mc__rpc_unary(
+      ch, "/tensorflow.MasterService/CreateSession", &cr.base,
+      &tensorflow__create_session_response__descriptor, 10000, &out));
+  char *handle =
+      strdup(((Tensorflow__CreateSessionResponse *)out)->session_handle);
+  protobuf_c_message_free_unpacked(out, NULL);
+
+  const char *fetches[2] = {"eb_unset", "eb_neg"};
+  for (int k = 0; k < 2; k++)
+    for (int i = 0; i < 2; i++) {
+      uint64_t before = mc__rpc_pool_count();
+      Tensorflow__RunStepResponse *r = raw_step(ch, handle, fetches[k]);
+      assert_int_equal(r->status_code, MC_FAILED_PRECONDITION);
+      assert_non_null(strstr(r->status_error_message, "eb_unset"));
+      assert_int_equal(r->n_tensor, 0);
+      protobuf_c_message_free_unpacked(&r->base, NULL);
+      /* Which path ran: none of the pool for the second read, the pool
+       * for every Neg. */
+      if (k == 0 && i == 1)
+        assert_true(mc__rpc_pool_count() == before);
+      if (k == 1)
+        assert_true(mc__rpc_pool_count() > before);
+    }
+
+  Tensorflow__CloseSessionRequest close =
+      TENSORFLOW__CLOSE_SESSION_REQUEST__INIT;
+  close.session_handle = handle;
+  MC_ASSERT_OK(mc__rpc_unary(
+      ch, "/tensorflow.MasterService/CloseSession", &close.base,
+      &tensorflow__close_session_response__descriptor, 10000, &out));
+  protobuf_c_message_free_unpacked(out, NULL);
+  free(handle);
+  mc__rpc_channel_release(ch);
+  protobuf_c_message_free_unpacked(&cr.graph_def->base, NULL);
+  free(bytes);
+  mc_graph_free(g);
+}
+
 /* ---- distributed SGD: y = X w, w split over the two ps tasks ---- */
 
 enum { N = 16, STEPS = 300 };
@@ -612,6 +689,7 @@ int main(void) {
       cmocka_unit_test(failed_steps_leave_no_state),
       cmocka_unit_test(light_steps_skip_the_pool),
       cmocka_unit_test(reset_during_async_step),
+      cmocka_unit_test(errors_in_response_body),
       cmocka_unit_test(distributed_sgd_converges),
       cmocka_unit_test(concurrent_steps_and_reset),
       cmocka_unit_test(stopped_ps_is_unavailable),
