@@ -137,10 +137,9 @@ static mc_code pick_local(int *port, mc_pick_info *info) {
 
 static mc_code pick_from_server(const char *address, int pid, int timeout_ms,
                                 int *port) {
-  char request[32], reply[128];
-  snprintf(request, sizeof request, "%d\n", pid);
-  mc_code rc = mc__portserver_exchange(address, request, timeout_ms, reply,
-                                       sizeof reply);
+  char reply[128];
+  mc_code rc =
+      mc__portserver_pick(address, pid, timeout_ms, reply, sizeof reply);
   if (rc != MC_OK)
     return rc;
   /* portpicker reads int(reply.split('\n')[0]); an empty reply (or "0") is
@@ -150,8 +149,8 @@ static mc_code pick_from_server(const char *address, int pid, int timeout_ms,
   if (kind == 0)
     return mc__error_set(MC_RESOURCE_EXHAUSTED,
                          "port server \"%s\" refused the request for pid %d "
-                         "(empty reply: its pool is exhausted or it rejected "
-                         "the pid)",
+                         "(empty reply or \"0\": its pool is exhausted or it "
+                         "rejected the pid)",
                          address, pid);
   if (kind < 0) {
     char *nl = strchr(reply, '\n');

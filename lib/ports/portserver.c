@@ -1,12 +1,6 @@
-/* portserver.c: the port server, portpicker's protocol on libevent.
- *
- * Design: ports believed free wait in a FIFO queue; a held port is not in
- * the queue at all, so an allocation looks at the queue's head only (plus a
- * bounded number of ports that something outside the server holds), whatever
- * the number of ports held. Each owner (pid + start time from /proc) keeps the
- * list of its ports; when it exits its ports go back to the queue's tail.
- * Exit is noticed through a pidfd (Linux >= 5.3) at once, and by a sweep once
- * a second that compares start times (pid reuse, hosts without pidfd). */
+/* portserver.c: the port server, portpicker's protocol on libevent:
+ * connections, requests and the server's lifecycle. The pool (free ports,
+ * owners, allocation, checks ahead, statistics) is in pool.c. */
 #include <minicluster/ports.h>
 
 #include <errno.h>
@@ -25,412 +19,29 @@
 #include <unistd.h>
 
 #include "core/status.h"
-#include "ports/portserver_internal.h"
+#include "ports/pool.h"
 #include "ports/portutil.h"
 
 #define DEFAULT_ADDRESS "@unittest-portserver"
 #define DEFAULT_POOL "15000-24999"
 #define DEFAULT_CONN_TIMEOUT_MS 2000
-/* Ports held by something other than our clients are moved to the tail;
- * at most this many are examined per request. */
-#define MAX_CHECKS 64
 /* A request line is a pid (portpicker refuses more than 20 characters),
  * "stats" or "return <port>". */
 #define MAX_LINE 32
-#define OWNER_BUCKETS 4096
-
-typedef struct owner {
-  int pid;
-  unsigned long long start;
-  int pidfd;
-  struct event *ev;
-  uint16_t *ports;
-  size_t n, cap;
-  struct owner *next;
-  struct mc_portserver *ps;
-} owner;
-
-typedef struct slot {
-  uint8_t in_pool;
-  uint8_t held;
-  uint32_t idx; /* position in owner->ports */
-  owner *own;
-  int requester; /* the peer pid that asked for it */
-} slot;
 
 typedef struct conn {
   struct mc_portserver *ps;
   int fd;
   struct event *ev;
   int peer_pid;
+  int keep;   /* the request being answered asked to keep the connection */
+  int served; /* requests answered on this connection */
   size_t len;
   char buf[MAX_LINE + 1];
   char *out; /* a reply that did not fit the socket buffer at once */
   size_t out_len, out_off;
   struct conn *prev, *next;
 } conn;
-
-struct mc_portserver {
-  char *address;
-  int conn_timeout_ms;
-  pthread_mutex_t mu;
-  slot *slots; /* 65536 */
-  uint16_t *queue;
-  size_t pool_size, qhead, qlen;
-  owner *buckets[OWNER_BUCKETS];
-  size_t n_owners, n_held;
-  conn *conns;
-  size_t n_conns;
-
-  struct event_base *base;
-  struct evconnlistener *lis;
-  struct event *stop_ev, *sweep_ev, *reenable_ev;
-  int stop_fd;
-  int probe_fd; /* the accept probe's socket, reused while refused */
-  pthread_t thread;
-  int running;
-  dev_t sock_dev;
-  ino_t sock_ino;
-
-  struct {
-    unsigned long long allocations, denied, denied_pid, denied_dead,
-        denied_exhausted, request_errors, reclaimed, pid_reuse, returned,
-        return_denied, proxy, busy_skipped, timeouts, accept_errors, conns;
-    size_t last_checked;
-  } st;
-};
-
-/* ---- pool ---- */
-
-static void queue_push(mc_portserver *ps, uint16_t port) {
-  ps->queue[(ps->qhead + ps->qlen) % ps->pool_size] = port;
-  ps->qlen++;
-}
-
-static uint16_t queue_pop(mc_portserver *ps) {
-  uint16_t p = ps->queue[ps->qhead];
-  ps->qhead = (ps->qhead + 1) % ps->pool_size;
-  ps->qlen--;
-  return p;
-}
-
-static void release_port(mc_portserver *ps, uint16_t port) {
-  slot *s = &ps->slots[port];
-  owner *o = s->own;
-  /* Swap-remove from the owner's list, keeping the moved port's index. */
-  uint16_t last = o->ports[--o->n];
-  o->ports[s->idx] = last;
-  ps->slots[last].idx = s->idx;
-  s->held = 0;
-  s->own = NULL;
-  s->requester = 0;
-  ps->n_held--;
-  queue_push(ps, port);
-}
-
-static owner **owner_link(mc_portserver *ps, int pid) {
-  owner **l = &ps->buckets[(unsigned)pid % OWNER_BUCKETS];
-  while (*l != NULL && (*l)->pid != pid)
-    l = &(*l)->next;
-  return l;
-}
-
-static void owner_free(mc_portserver *ps, owner *o) {
-  owner **l = owner_link(ps, o->pid);
-  if (*l == o)
-    *l = o->next;
-  ps->n_owners--;
-  if (o->ev != NULL)
-    event_free(o->ev);
-  if (o->pidfd >= 0)
-    close(o->pidfd);
-  free(o->ports);
-  free(o);
-}
-
-/* The owner is gone (exited, or its pid now names another process): its
- * ports go back to the pool. */
-static void reclaim_owner(mc_portserver *ps, owner *o) {
-  ps->st.reclaimed += o->n;
-  while (o->n > 0)
-    release_port(ps, o->ports[0]);
-  owner_free(ps, o);
-}
-
-static void on_owner_exit(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  owner *o = arg;
-  mc_portserver *ps = o->ps;
-  pthread_mutex_lock(&ps->mu);
-  reclaim_owner(ps, o);
-  pthread_mutex_unlock(&ps->mu);
-}
-
-static int pidfd_for(int pid) {
-#ifdef SYS_pidfd_open
-  return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-  (void)pid;
-  return -1;
-#endif
-}
-
-/* 1 while the process of a pidfd runs (the pidfd turns readable at exit). */
-static int pidfd_alive(int pidfd) {
-  struct pollfd p = {pidfd, POLLIN, 0};
-  return poll(&p, 1, 0) == 0;
-}
-
-/* Creates the owner record of (pid, start). NULL when the process is gone
- * or memory is short (both refuse the request). */
-static owner *owner_new(mc_portserver *ps, int pid, unsigned long long start) {
-  owner *o = calloc(1, sizeof *o);
-  if (o == NULL)
-    return NULL;
-  o->pid = pid;
-  o->start = start;
-  o->ps = ps;
-  o->pidfd = pidfd_for(pid);
-  if (o->pidfd >= 0) {
-    /* The pidfd names whoever held pid when it was opened; if that process
-     * still has the start time read before, it is the requester. */
-    unsigned long long again;
-    if (mc__proc_start_time(pid, &again) != 0 || again != start) {
-      close(o->pidfd);
-      free(o);
-      return NULL;
-    }
-    o->ev = event_new(ps->base, o->pidfd, EV_READ, on_owner_exit, o);
-    if (o->ev == NULL || event_add(o->ev, NULL) != 0) {
-      /* Without the event the once-a-second sweep still reclaims. */
-      if (o->ev != NULL)
-        event_free(o->ev);
-      o->ev = NULL;
-      close(o->pidfd);
-      o->pidfd = -1;
-    }
-  }
-  owner **l = owner_link(ps, pid);
-  o->next = *l;
-  *l = o;
-  ps->n_owners++;
-  return o;
-}
-
-static int owner_add_port(owner *o, slot *slots, uint16_t port) {
-  if (o->n == o->cap) {
-    size_t cap = o->cap ? o->cap * 2 : 4;
-    uint16_t *p = realloc(o->ports, cap * sizeof *p);
-    if (p == NULL)
-      return -1;
-    o->ports = p;
-    o->cap = cap;
-  }
-  slots[port].idx = (uint32_t)o->n;
-  o->ports[o->n++] = port;
-  return 0;
-}
-
-/* Returns the port given to pid, or 0 when refused. */
-static int allocate(mc_portserver *ps, int pid, int requester) {
-  if (pid <= 1) {
-    /* pid 1 usually means a client that meant its parent and was
-     * reparented to init (portpicker's reasoning). */
-    ps->st.denied++;
-    ps->st.denied_pid++;
-    return 0;
-  }
-  owner *o = *owner_link(ps, pid);
-  unsigned long long start;
-  if (o != NULL && o->pidfd >= 0 && pidfd_alive(o->pidfd)) {
-    /* A live pidfd names the very process recorded: same pid, same start
-     * time, no need to read /proc. */
-    start = o->start;
-  } else if (mc__proc_start_time(pid, &start) != 0) {
-    ps->st.denied++;
-    ps->st.denied_dead++;
-    return 0;
-  }
-  if (o != NULL && o->start != start) {
-    ps->st.pid_reuse++;
-    reclaim_owner(ps, o);
-    o = NULL;
-  }
-  size_t limit = ps->qlen < MAX_CHECKS ? ps->qlen : MAX_CHECKS;
-  size_t checked = 0;
-  int port = 0;
-  while (checked < limit) {
-    uint16_t p = queue_pop(ps);
-    checked++;
-    if (mc__port_free_probe(&ps->probe_fd, p)) {
-      port = p;
-      break;
-    }
-    ps->st.busy_skipped++;
-    queue_push(ps, p);
-  }
-  ps->st.last_checked = checked;
-  if (port == 0) {
-    ps->st.denied++;
-    ps->st.denied_exhausted++;
-    return 0;
-  }
-  if (o == NULL)
-    o = owner_new(ps, pid, start);
-  if (o == NULL || owner_add_port(o, ps->slots, (uint16_t)port) != 0) {
-    queue_push(ps, (uint16_t)port);
-    if (o != NULL && o->n == 0)
-      owner_free(ps, o);
-    ps->st.denied++;
-    ps->st.denied_dead++;
-    return 0;
-  }
-  slot *s = &ps->slots[port];
-  s->held = 1;
-  s->own = o;
-  s->requester = requester;
-  ps->n_held++;
-  ps->st.allocations++;
-  if (requester != pid)
-    ps->st.proxy++;
-  return port;
-}
-
-static void sweep(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  mc_portserver *ps = arg;
-  pthread_mutex_lock(&ps->mu);
-  for (size_t b = 0; b < OWNER_BUCKETS; b++) {
-    owner *o = ps->buckets[b];
-    while (o != NULL) {
-      owner *next = o->next;
-      if (o->pidfd >= 0 && pidfd_alive(o->pidfd)) {
-        o = next; /* the pidfd vouches for it; its exit fires an event */
-        continue;
-      }
-      unsigned long long start;
-      int gone = mc__proc_start_time(o->pid, &start) != 0;
-      if (!gone && start != o->start) {
-        ps->st.pid_reuse++;
-        gone = 1;
-      }
-      if (gone)
-        reclaim_owner(ps, o);
-      o = next;
-    }
-  }
-  pthread_mutex_unlock(&ps->mu);
-}
-
-/* ---- statistics ---- */
-
-static json_t *stats_json_locked(mc_portserver *ps) {
-  json_t *owners = json_array();
-  for (size_t b = 0; b < OWNER_BUCKETS; b++) {
-    for (owner *o = ps->buckets[b]; o != NULL; o = o->next) {
-      json_t *ports = json_array();
-      json_t *proxies = json_array();
-      for (size_t i = 0; i < o->n; i++) {
-        json_array_append_new(ports, json_integer(o->ports[i]));
-        int r = ps->slots[o->ports[i]].requester;
-        if (r != o->pid)
-          json_array_append_new(proxies,
-                                json_pack("{s:i,s:i}", "port", (int)o->ports[i],
-                                          "requested_by", r));
-      }
-      json_array_append_new(
-          owners, json_pack("{s:i,s:I,s:o,s:o}", "pid", o->pid, "start_time",
-                            (json_int_t)o->start, "ports", ports,
-                            "requested_by_other_pid", proxies));
-    }
-  }
-#define I(x) ((json_int_t)(x))
-  return json_pack(
-      "{s:s,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-      "s:I,s:I,s:I,s:I,s:I}",
-      "address", ps->address, "num_ports_managed", I(ps->pool_size),
-      "free_ports", I(ps->qlen), "ports_in_use", I(ps->n_held), "owners_alive",
-      I(ps->n_owners), "in_use_by_pid", owners, "total_allocations",
-      I(ps->st.allocations), "denied_allocations", I(ps->st.denied),
-      "denied_invalid_pid", I(ps->st.denied_pid), "denied_dead_pid",
-      I(ps->st.denied_dead), "denied_pool_exhausted",
-      I(ps->st.denied_exhausted), "client_request_errors",
-      I(ps->st.request_errors), "reclaimed_ports", I(ps->st.reclaimed),
-      "pid_reuse_detected", I(ps->st.pid_reuse), "returned_ports",
-      I(ps->st.returned), "return_denied", I(ps->st.return_denied),
-      "allocations_for_other_pid", I(ps->st.proxy), "busy_ports_skipped",
-      I(ps->st.busy_skipped), "connection_timeouts", I(ps->st.timeouts),
-      "open_connections", I(ps->n_conns), "accept_errors",
-      I(ps->st.accept_errors), "num_ports_checked_for_last_request",
-      I(ps->st.last_checked));
-#undef I
-}
-
-mc_code mc_portserver_stats(mc_portserver *ps, int text, char **out) {
-  if (ps == NULL || out == NULL)
-    return mc__error_set(MC_INVALID_ARGUMENT, "mc_portserver_stats: NULL");
-  pthread_mutex_lock(&ps->mu);
-  json_t *j = stats_json_locked(ps);
-  pthread_mutex_unlock(&ps->mu);
-  if (j == NULL)
-    return mc__error_set(MC_RESOURCE_EXHAUSTED, "port server stats: no memory");
-  char *s = NULL;
-  if (!text) {
-    s = json_dumps(j, JSON_COMPACT);
-  } else {
-    /* portpicker's dump_stats lines ("name value"), then one line per
-     * owner. */
-    size_t cap = 4096, len = 0;
-    s = malloc(cap);
-    const char *key;
-    json_t *v;
-    json_object_foreach(j, key, v) {
-      char line[512];
-      int n;
-      if (json_is_integer(v))
-        n = snprintf(line, sizeof line, "%s %lld\n", key,
-                     (long long)json_integer_value(v));
-      else if (json_is_string(v))
-        n = snprintf(line, sizeof line, "%s %s\n", key, json_string_value(v));
-      else
-        continue;
-      while (s != NULL && len + (size_t)n + 1 > cap) {
-        char *t = realloc(s, cap *= 2);
-        if (t == NULL)
-          free(s);
-        s = t;
-      }
-      if (s == NULL)
-        break;
-      memcpy(s + len, line, (size_t)n + 1);
-      len += (size_t)n;
-    }
-    size_t i;
-    json_array_foreach(json_object_get(j, "in_use_by_pid"), i, v) {
-      char *ports = json_dumps(json_object_get(v, "ports"), JSON_COMPACT);
-      size_t need = (ports ? strlen(ports) : 0) + 64;
-      while (s != NULL && len + need > cap) {
-        char *t = realloc(s, cap *= 2);
-        if (t == NULL)
-          free(s);
-        s = t;
-      }
-      if (s != NULL)
-        len += (size_t)snprintf(
-            s + len, cap - len, "pid %lld ports %s\n",
-            (long long)json_integer_value(json_object_get(v, "pid")),
-            ports ? ports : "[]");
-      free(ports);
-    }
-  }
-  json_decref(j);
-  if (s == NULL)
-    return mc__error_set(MC_RESOURCE_EXHAUSTED, "port server stats: no memory");
-  *out = s;
-  return MC_OK;
-}
 
 /* ---- connections ---- */
 
@@ -450,8 +61,25 @@ static void conn_close(conn *c) {
 }
 
 static void on_conn(evutil_socket_t fd, short what, void *arg);
+static int conn_lines(conn *c);
 
-/* Sends what is left of c->out; closes c when done or on error. */
+/* (Re)arms c's event for what (EV_READ or EV_WRITE) under the connection
+ * timeout. Returns 0, or -1 after closing c. */
+static int conn_arm(conn *c, short what) {
+  struct timeval tv = {c->ps->conn_timeout_ms / 1000,
+                       (c->ps->conn_timeout_ms % 1000) * 1000};
+  event_del(c->ev);
+  if (event_assign(c->ev, c->ps->base, c->fd, what | EV_PERSIST, on_conn, c) !=
+          0 ||
+      event_add(c->ev, &tv) != 0) {
+    conn_close(c);
+    return -1;
+  }
+  return 0;
+}
+
+/* Sends what is left of c->out; then closes c, or with keep-alive reads
+ * on. */
 static void conn_flush(conn *c) {
   while (c->out_off < c->out_len) {
     ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
@@ -462,64 +90,74 @@ static void conn_flush(conn *c) {
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
       return; /* the write event continues, under the same timeout */
-    break;
-  }
-  conn_close(c);
-}
-
-/* Replies and closes. A port reply is one short write into an empty socket
- * buffer; only a large stats reply may have to wait for the client to read,
- * and then on a write event, never blocking the loop. reply is copied. */
-static void conn_reply(conn *c, const char *reply) {
-  size_t len = strlen(reply);
-  ssize_t n = len ? send(c->fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
-  if (n < 0 && errno == EAGAIN)
-    n = 0;
-  else if (n < 0 || (size_t)n == len) {
     conn_close(c);
     return;
+  }
+  free(c->out);
+  c->out = NULL;
+  if (!c->keep) {
+    conn_close(c);
+    return;
+  }
+  if (conn_arm(c, EV_READ) == 0)
+    conn_lines(c);
+}
+
+/* Replies; then closes, or keeps c open for the next request when the
+ * request asked for it (c->keep). A port reply is one short write into an
+ * empty socket buffer; only a large stats reply may have to wait for the
+ * client to read, and then on a write event, never blocking the loop.
+ * reply is copied. Returns 1 when c is open and its reply sent (ready for
+ * the next request), else 0 (closed, or waiting to write). */
+static int conn_reply(conn *c, const char *reply) {
+  size_t len = strlen(reply);
+  ssize_t n = len ? send(c->fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+  if (n < 0 && errno == EAGAIN) {
+    n = 0;
+  } else if (n < 0 || (size_t)n == len) {
+    if (n >= 0 && c->keep)
+      return 1;
+    conn_close(c);
+    return 0;
   }
   c->out = malloc(len - (size_t)n);
   if (c->out == NULL) {
     conn_close(c);
-    return;
+    return 0;
   }
   memcpy(c->out, reply + n, len - (size_t)n);
   c->out_len = len - (size_t)n;
   c->out_off = 0;
-  event_del(c->ev);
-  struct timeval tv = {c->ps->conn_timeout_ms / 1000,
-                       (c->ps->conn_timeout_ms % 1000) * 1000};
-  if (event_assign(c->ev, c->ps->base, c->fd, EV_WRITE | EV_PERSIST, on_conn,
-                   c) != 0 ||
-      event_add(c->ev, &tv) != 0)
-    conn_close(c);
+  conn_arm(c, EV_WRITE);
+  return 0;
 }
 
-static void handle_line(conn *c, char *line) {
+/* Answers one request line. Returns conn_reply's result. */
+static int handle_line(conn *c, char *line) {
   mc_portserver *ps = c->ps;
   char reply[32] = "";
   long long value;
+  c->keep = 0;
   int kind = mc__portserver_parse_request(line, &value);
   if (kind == MC__REQ_STATS) {
-    json_t *j = stats_json_locked(ps);
+    json_t *j = mc__pool_stats_json(ps);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (s == NULL) {
       conn_close(c);
-      return;
+      return 0;
     }
     size_t len = strlen(s);
     char *full = realloc(s, len + 2);
     if (full == NULL) {
       free(s);
       conn_close(c);
-      return;
+      return 0;
     }
     memcpy(full + len, "\n", 2);
-    conn_reply(c, full);
+    int r = conn_reply(c, full);
     free(full);
-    return;
+    return r;
   }
   if (kind == MC__REQ_RETURN) {
     long long port = value;
@@ -527,29 +165,57 @@ static void handle_line(conn *c, char *line) {
         (ps->slots[port].own->pid == c->peer_pid ||
          ps->slots[port].requester == c->peer_pid)) {
       owner *o = ps->slots[port].own;
-      release_port(ps, (uint16_t)port);
+      mc__pool_release(ps, (uint16_t)port);
       if (o->n == 0)
-        owner_free(ps, o);
+        mc__pool_owner_free(ps, o);
       ps->st.returned++;
       snprintf(reply, sizeof reply, "ok\n");
     } else {
       ps->st.return_denied++;
     }
-    conn_reply(c, reply);
-    return;
+    return conn_reply(c, reply);
   }
   if (kind != MC__REQ_PID) {
     ps->st.request_errors++;
-    conn_reply(c, "");
-    return;
+    return conn_reply(c, "");
   }
+  /* "+<pid>" (which portpicker's server reads as <pid>) asks to keep the
+   * connection for further requests; a refusal is then "0\n" instead of
+   * an empty reply and a close. */
+  c->keep = line[strspn(line, " \t")] == '+';
   long long pid = value;
   if (pid > 0x7fffffff)
     pid = -1;
-  int port = allocate(ps, (int)pid, c->peer_pid);
+  int port = mc__pool_allocate(ps, (int)pid, c->peer_pid);
   if (port > 0)
     snprintf(reply, sizeof reply, "%d\n", port);
-  conn_reply(c, reply);
+  else if (c->keep)
+    snprintf(reply, sizeof reply, "0\n");
+  return conn_reply(c, reply);
+}
+
+/* Answers the complete lines in c->buf, in order. Returns 1 while c stays
+ * open waiting for input, 0 when it is closed or waits to write. */
+static int conn_lines(conn *c) {
+  for (;;) {
+    c->buf[c->len] = '\0';
+    char *nl = memchr(c->buf, '\n', c->len);
+    if (nl == NULL)
+      break;
+    *nl = '\0';
+    size_t used = (size_t)(nl + 1 - c->buf);
+    c->served++;
+    if (!handle_line(c, c->buf))
+      return 0;
+    memmove(c->buf, c->buf + used, c->len - used);
+    c->len -= used;
+  }
+  if (c->len >= MAX_LINE) {
+    c->ps->st.request_errors++;
+    conn_close(c);
+    return 0;
+  }
+  return 1;
 }
 
 /* Advances c on a read, write or timeout event. Returns 1 while c stays
@@ -558,7 +224,11 @@ static void handle_line(conn *c, char *line) {
 static int conn_step(conn *c, short what) {
   mc_portserver *ps = c->ps;
   if (what & EV_TIMEOUT) {
-    ps->st.timeouts++;
+    /* A kept connection closed while idle is no client's fault. */
+    if (c->served > 0 && c->len == 0 && c->out == NULL)
+      ps->st.idle_closed++;
+    else
+      ps->st.timeouts++;
     conn_close(c);
     return 0;
   }
@@ -571,29 +241,19 @@ static int conn_step(conn *c, short what) {
     return 1;
   if (n <= 0) {
     /* End of stream: a request without its newline counts, as with
-     * portpicker's server (it reads once, up to 100 bytes). */
+     * portpicker's server (it reads once, up to 100 bytes); its reply is
+     * the last. */
     if (c->len > 0 && n == 0) {
       c->buf[c->len] = '\0';
-      handle_line(c, c->buf);
+      if (handle_line(c, c->buf))
+        conn_close(c);
     } else {
       conn_close(c);
     }
     return 0;
   }
   c->len += (size_t)n;
-  c->buf[c->len] = '\0';
-  char *nl = memchr(c->buf, '\n', c->len);
-  if (nl != NULL) {
-    *nl = '\0';
-    handle_line(c, c->buf);
-    return 0;
-  }
-  if (c->len >= MAX_LINE) {
-    ps->st.request_errors++;
-    conn_close(c);
-    return 0;
-  }
-  return 1;
+  return conn_lines(c);
 }
 
 static void on_conn(evutil_socket_t fd, short what, void *arg) {
@@ -759,13 +419,15 @@ mc_code mc_portserver_new(mc_portserver **out,
   for (int p = 1; p <= 65535; p++) {
     if (in_pool[p]) {
       ps->slots[p].in_pool = 1;
-      queue_push(ps, (uint16_t)p);
+      mc__pool_push(ps, (uint16_t)p);
     }
   }
   free(in_pool);
   ps->conn_timeout_ms =
       opts->conn_timeout_ms ? opts->conn_timeout_ms : DEFAULT_CONN_TIMEOUT_MS;
   pthread_mutex_init(&ps->mu, NULL);
+  pthread_cond_init(&ps->checker_cv, NULL);
+  pthread_cond_init(&ps->checked_cv, NULL);
   *out = ps;
   return MC_OK;
 }
@@ -884,8 +546,8 @@ static void teardown(mc_portserver *ps) {
       owner *o = ps->buckets[b];
       /* Keep the reservations' accounting: ports go back to the pool. */
       while (o->n > 0)
-        release_port(ps, o->ports[0]);
-      owner_free(ps, o);
+        mc__pool_release(ps, o->ports[0]);
+      mc__pool_owner_free(ps, o);
     }
   }
   if (ps->lis != NULL) {
@@ -947,7 +609,7 @@ mc_code mc_portserver_start(mc_portserver *ps) {
   }
   evconnlistener_set_error_cb(ps->lis, on_accept_error);
   ps->stop_ev = event_new(ps->base, ps->stop_fd, EV_READ, on_stop, ps);
-  ps->sweep_ev = event_new(ps->base, -1, EV_PERSIST, sweep, ps);
+  ps->sweep_ev = event_new(ps->base, -1, EV_PERSIST, mc__pool_sweep, ps);
   ps->reenable_ev = evtimer_new(ps->base, on_reenable, ps);
   struct timeval second = {1, 0};
   if (ps->stop_ev == NULL || ps->sweep_ev == NULL || ps->reenable_ev == NULL ||
@@ -965,6 +627,15 @@ mc_code mc_portserver_start(mc_portserver *ps) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int err = pthread_create(&ps->thread, NULL, serve, ps);
+  if (err == 0) {
+    /* Without the check-ahead thread requests check inline: slower, same
+     * guarantees. */
+    pthread_mutex_lock(&ps->mu);
+    ps->checker_run = 1;
+    ps->checker_started =
+        pthread_create(&ps->checker, NULL, mc__pool_check_ahead, ps) == 0;
+    pthread_mutex_unlock(&ps->mu);
+  }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (err != 0) {
     teardown(ps);
@@ -981,6 +652,7 @@ void mc_portserver_stop(mc_portserver *ps) {
   uint64_t one = 1;
   (void)!write(ps->stop_fd, &one, sizeof one);
   pthread_join(ps->thread, NULL);
+  mc__pool_checker_stop(ps);
   ps->running = 0;
   teardown(ps);
 }
@@ -989,37 +661,13 @@ void mc_portserver_free(mc_portserver *ps) {
   if (ps == NULL)
     return;
   mc_portserver_stop(ps);
-  if (ps->queue != NULL)
+  if (ps->queue != NULL) {
     pthread_mutex_destroy(&ps->mu);
+    pthread_cond_destroy(&ps->checker_cv);
+    pthread_cond_destroy(&ps->checked_cv);
+  }
   free(ps->queue);
   free(ps->slots);
   free(ps->address);
   free(ps);
-}
-
-mc_code mc__portserver_set_owner_start(mc_portserver *ps, int pid,
-                                       unsigned long long start) {
-  pthread_mutex_lock(&ps->mu);
-  owner *o = *owner_link(ps, pid);
-  if (o != NULL) {
-    o->start = start;
-    /* A pidfd would still vouch for the process; without one the server
-     * goes by start times, as on hosts without pidfd_open. */
-    if (o->ev != NULL)
-      event_free(o->ev);
-    if (o->pidfd >= 0)
-      close(o->pidfd);
-    o->ev = NULL;
-    o->pidfd = -1;
-  }
-  pthread_mutex_unlock(&ps->mu);
-  return o != NULL ? MC_OK
-                   : mc__error_set(MC_NOT_FOUND, "pid %d owns no port", pid);
-}
-
-size_t mc__portserver_last_checked(mc_portserver *ps) {
-  pthread_mutex_lock(&ps->mu);
-  size_t n = ps->st.last_checked;
-  pthread_mutex_unlock(&ps->mu);
-  return n;
 }

@@ -65,8 +65,8 @@ static socklen_t fill_addr(struct sockaddr_storage *ss, int family,
   return sizeof *a;
 }
 
-static int bind_one(int family, int socktype, int port, int reuseaddr,
-                    int dual) {
+static int bind_one(int family, int socktype, int port, int reuseaddr, int dual,
+                    int *keep) {
   int fd = socket(family, socktype | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1; /* no such family on this host (EAFNOSUPPORT) */
@@ -105,26 +105,40 @@ static int bind_one(int family, int socktype, int port, int reuseaddr,
   }
   /* No listen(): a bound socket already blocks other binds, and a
    * listening one would cost a teardown. */
-  close(fd);
+  if (keep != NULL)
+    *keep = fd;
+  else
+    close(fd);
   return port;
 }
 
-int mc__port_bind(int port, int socktype, int reuseaddr) {
+/* mc__port_bind; with keep (2 slots, -1 when unused) the bound sockets
+ * stay open there instead of being closed. */
+static int port_bind(int port, int socktype, int reuseaddr, int *keep) {
   /* portpicker binds IPv6 then IPv4, one socket each. A dual-stack IPv6
    * bind does both checks in one socket; hosts without IPv6 (or with
    * IPV6_V6ONLY forced) take the two-socket way. */
-  int r = bind_one(AF_INET6, socktype, port, reuseaddr, 1);
+  int r = bind_one(AF_INET6, socktype, port, reuseaddr, 1, keep);
   if (r >= 0)
     return r;
-  int v6 = bind_one(AF_INET6, socktype, port, reuseaddr, 0);
+  int v6 = bind_one(AF_INET6, socktype, port, reuseaddr, 0, keep);
   if (v6 == 0)
     return 0;
   if (v6 > 0)
     port = v6;
-  int v4 = bind_one(AF_INET, socktype, port, reuseaddr, 0);
+  int v4 = bind_one(AF_INET, socktype, port, reuseaddr, 0,
+                    keep != NULL && v6 > 0 ? keep + 1 : keep);
   if (v4 < 0)
     return v6 > 0 ? v6 : 0;
+  if (v4 == 0 && keep != NULL && keep[0] >= 0) {
+    close(keep[0]);
+    keep[0] = -1;
+  }
   return v4;
+}
+
+int mc__port_bind(int port, int socktype, int reuseaddr) {
+  return port_bind(port, socktype, reuseaddr, NULL);
 }
 
 static int accepts_on(int family, int port, int tries) {
@@ -201,6 +215,26 @@ int mc__port_free_probe(int *probe, int port) {
   return mc__port_bind(port, SOCK_STREAM, 0) == port &&
          mc__port_bind(port, SOCK_DGRAM, 0) == port &&
          !mc__port_accepts_probe(probe, port);
+}
+
+void mc__port_hold_release(mc__port_hold *h) {
+  for (int i = 0; i < 4; i++) {
+    if (h->fd[i] >= 0)
+      close(h->fd[i]);
+    h->fd[i] = -1;
+  }
+}
+
+int mc__port_hold_free(int *probe, int port, mc__port_hold *h) {
+  for (int i = 0; i < 4; i++)
+    h->fd[i] = -1;
+  if (port_bind(port, SOCK_STREAM, 0, h->fd) != port ||
+      port_bind(port, SOCK_DGRAM, 0, h->fd + 2) != port ||
+      mc__port_accepts_probe(probe, port)) {
+    mc__port_hold_release(h);
+    return 0;
+  }
+  return 1;
 }
 
 int mc__port_free_strict(int port) {
@@ -280,27 +314,23 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-mc_code mc__portserver_exchange(const char *address, const char *request,
-                                int timeout_ms, char *reply, size_t cap) {
-  struct sockaddr_un sa;
-  socklen_t salen;
-  mc_code rc = mc__portserver_sockaddr(address, &sa, &salen);
-  if (rc != MC_OK)
-    return rc;
-  reply[0] = '\0';
-  int64_t deadline = now_ms() + timeout_ms;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
+/* Connects a blocking Unix socket to the server; *fd gets it. A blocking
+ * Unix connect waits while the server's backlog is full, up to SO_SNDTIMEO
+ * (a non-blocking one fails with EAGAIN and would have to be retried).
+ * SO_RCVTIMEO is set to the whole timeout for the first read. */
+static mc_code conn_open(const char *address, const struct sockaddr_un *sa,
+                         socklen_t salen, int timeout_ms, int *fd) {
+  *fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (*fd < 0)
     return mc__error_set_os(MC_UNAVAILABLE, errno, "port server \"%s\": socket",
                             address);
-  /* A blocking Unix connect waits while the server's backlog is full, up
-   * to SO_SNDTIMEO (a non-blocking one fails with EAGAIN and would have to
-   * be retried); then the socket turns non-blocking for the exchange. */
   struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (connect(fd, (struct sockaddr *)&sa, salen) != 0) {
+  setsockopt(*fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(*fd, (const struct sockaddr *)sa, salen) != 0) {
     int err = errno;
-    close(fd);
+    close(*fd);
+    *fd = -1;
     if (err == EAGAIN || err == EINPROGRESS)
       return mc__error_set(MC_DEADLINE_EXCEEDED,
                            "port server \"%s\" did not accept the connection "
@@ -309,9 +339,21 @@ mc_code mc__portserver_exchange(const char *address, const char *request,
     return mc__error_set_os(MC_UNAVAILABLE, err,
                             "port server \"%s\" unreachable: connect", address);
   }
-  /* The socket stays blocking: every call waits at most for what is left
-   * of the deadline (SO_SNDTIMEO above, SO_RCVTIMEO below), which costs
-   * fewer system calls than non-blocking I/O and poll. */
+  return MC_OK;
+}
+
+/* Sends request and reads the reply up to its newline, or to the end of
+ * the stream (portpicker's server writes the reply and closes), within the
+ * deadline. The socket stays blocking: each call waits at most for what is
+ * left of the deadline (SO_SNDTIMEO, SO_RCVTIMEO), which costs fewer system
+ * calls than non-blocking I/O and poll. *closed is set when the peer was
+ * gone before anything was read (EPIPE, ECONNRESET, end of stream): an
+ * empty reply, or a connection the server closed earlier. */
+static mc_code conn_exchange(int fd, const char *address, const char *request,
+                             int timeout_ms, int64_t deadline, char *reply,
+                             size_t cap, int *closed) {
+  *closed = 0;
+  reply[0] = '\0';
   size_t len = strlen(request), sent = 0;
   while (sent < len) {
     ssize_t n = send(fd, request + sent, len - sent, MSG_NOSIGNAL);
@@ -322,27 +364,31 @@ mc_code mc__portserver_exchange(const char *address, const char *request,
     if (n < 0 && errno == EINTR)
       continue;
     int err = errno;
-    close(fd);
     if (err == EAGAIN)
       return mc__error_set(MC_DEADLINE_EXCEEDED,
                            "port server \"%s\" did not take the request "
                            "within %d ms",
                            address, timeout_ms);
+    if (err == EPIPE || err == ECONNRESET) {
+      *closed = 1;
+      return MC_OK;
+    }
     return mc__error_set_os(MC_UNAVAILABLE, err, "port server \"%s\": send",
                             address);
   }
-  /* portpicker's server writes the reply and closes; read until EOF or a
-   * newline, whichever comes first. */
   size_t got = 0;
+  int reads = 0;
   for (;;) {
     if (got + 1 >= cap || memchr(reply, '\n', got) != NULL)
       break;
-    int64_t left = deadline - now_ms();
-    if (left <= 0)
-      left = 1;
-    struct timeval rtv = {(time_t)(left / 1000),
-                          (suseconds_t)(left % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof rtv);
+    if (reads++ > 0) {
+      int64_t left = deadline - now_ms();
+      if (left <= 0)
+        left = 1;
+      struct timeval rtv = {(time_t)(left / 1000),
+                            (suseconds_t)(left % 1000) * 1000};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof rtv);
+    }
     ssize_t n = recv(fd, reply + got, cap - 1 - got, 0);
     if (n > 0) {
       got += (size_t)n;
@@ -353,22 +399,120 @@ mc_code mc__portserver_exchange(const char *address, const char *request,
       break;
     if (errno == EINTR)
       continue;
-    if (errno == EAGAIN || now_ms() >= deadline) {
-      close(fd);
+    if (errno == EAGAIN || now_ms() >= deadline)
       return mc__error_set(MC_DEADLINE_EXCEEDED,
                            "port server \"%s\" did not reply within %d ms",
                            address, timeout_ms);
-    }
     if (errno == ECONNRESET)
       break; /* a refusal may close with unread data: same as empty */
-    int err = errno;
-    close(fd);
-    return mc__error_set_os(MC_UNAVAILABLE, err, "port server \"%s\": recv",
+    return mc__error_set_os(MC_UNAVAILABLE, errno, "port server \"%s\": recv",
                             address);
   }
   reply[got] = '\0';
-  close(fd);
+  *closed = got == 0;
+  if (reads > 1 && got > 0) {
+    /* Several reads: put back the whole timeout for the next request on
+     * a kept connection. */
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
   return MC_OK;
+}
+
+mc_code mc__portserver_exchange(const char *address, const char *request,
+                                int timeout_ms, char *reply, size_t cap) {
+  struct sockaddr_un sa;
+  socklen_t salen;
+  mc_code rc = mc__portserver_sockaddr(address, &sa, &salen);
+  if (rc != MC_OK)
+    return rc;
+  reply[0] = '\0';
+  int64_t deadline = now_ms() + timeout_ms;
+  int fd, closed;
+  rc = conn_open(address, &sa, salen, timeout_ms, &fd);
+  if (rc != MC_OK)
+    return rc;
+  rc = conn_exchange(fd, address, request, timeout_ms, deadline, reply, cap,
+                     &closed);
+  close(fd);
+  return rc;
+}
+
+/* The connection kept to a port server between picks. A thread that finds
+ * it busy uses a connection of its own; a forked child opens its own (the
+ * server takes the owner from the connecting process's credentials). */
+static struct {
+  pthread_mutex_t mu;
+  int fd;
+  int pid;
+  int timeout_ms;
+  char address[sizeof((struct sockaddr_un *)0)->sun_path];
+} kept = {PTHREAD_MUTEX_INITIALIZER, -1, 0, 0, ""};
+
+static void kept_drop(void) {
+  if (kept.fd >= 0)
+    close(kept.fd); /* in a forked child: only its copy of the parent's */
+  kept.fd = -1;
+}
+
+mc_code mc__portserver_pick(const char *address, int pid, int timeout_ms,
+                            char *reply, size_t cap) {
+  struct sockaddr_un sa;
+  socklen_t salen;
+  mc_code rc = mc__portserver_sockaddr(address, &sa, &salen);
+  if (rc != MC_OK)
+    return rc;
+  char request[32];
+  if (pthread_mutex_trylock(&kept.mu) != 0) {
+    snprintf(request, sizeof request, "%d\n", pid);
+    return mc__portserver_exchange(address, request, timeout_ms, reply, cap);
+  }
+  snprintf(request, sizeof request, "+%d\n", pid);
+  int64_t deadline = now_ms() + timeout_ms;
+  int me = (int)getpid(), closed = 0;
+  if (kept.fd >= 0 && (kept.pid != me || strcmp(kept.address, address) != 0))
+    kept_drop();
+  if (kept.fd >= 0) {
+    if (kept.timeout_ms != timeout_ms) {
+      struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+      setsockopt(kept.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+      setsockopt(kept.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      kept.timeout_ms = timeout_ms;
+    }
+    rc = conn_exchange(kept.fd, address, request, timeout_ms, deadline, reply,
+                       cap, &closed);
+    if (rc == MC_OK && !closed && strchr(reply, '\n') != NULL) {
+      pthread_mutex_unlock(&kept.mu);
+      return MC_OK;
+    }
+    /* Closed by the server (idle, restarted, or one that closes after
+     * every reply as portpicker's does): ask again on a new connection.
+     * A server that does not answer in time is not asked twice. */
+    kept_drop();
+    if (rc == MC_DEADLINE_EXCEEDED) {
+      pthread_mutex_unlock(&kept.mu);
+      return rc;
+    }
+    mc_error_clear();
+    timeout_ms = (int)(deadline - now_ms());
+    if (timeout_ms < 1)
+      timeout_ms = 1;
+  }
+  int fd;
+  rc = conn_open(address, &sa, salen, timeout_ms, &fd);
+  if (rc == MC_OK)
+    rc = conn_exchange(fd, address, request, timeout_ms, deadline, reply, cap,
+                       &closed);
+  if (rc == MC_OK && !closed && strchr(reply, '\n') != NULL) {
+    kept.fd = fd;
+    kept.pid = me;
+    kept.timeout_ms = timeout_ms;
+    snprintf(kept.address, sizeof kept.address, "%s", address);
+  } else if (fd >= 0) {
+    close(fd);
+  }
+  pthread_mutex_unlock(&kept.mu);
+  return rc;
 }
 
 /* Decimal with optional surrounding whitespace and sign. */

@@ -36,6 +36,19 @@ int mc__port_accepts_probe(int *probe, int port);
 /* mc__port_free_strict with a reusable probe socket. */
 int mc__port_free_probe(int *probe, int port);
 
+/* The sockets that keep a port bound on TCP and UDP (-1: unused slot). */
+typedef struct mc__port_hold {
+  int fd[4];
+} mc__port_hold;
+
+/* mc__port_free_probe that keeps the port: on success (1) the TCP and UDP
+ * sockets stay bound in *h, so nobody else can bind the port until
+ * mc__port_hold_release; on 0 (busy) nothing is held. */
+int mc__port_hold_free(int *probe, int port, mc__port_hold *h);
+
+/* Closes the sockets of *h (the port is free again once this returns). */
+void mc__port_hold_release(mc__port_hold *h);
+
 /* TCP and UDP bind without SO_REUSEADDR, then mc__port_accepts_v4. */
 int mc__port_free_strict(int port);
 
@@ -57,6 +70,17 @@ mc_code mc__portserver_sockaddr(const char *address, struct sockaddr_un *sa,
  * the connection fails, MC_DEADLINE_EXCEEDED when it does not answer. */
 mc_code mc__portserver_exchange(const char *address, const char *request,
                                 int timeout_ms, char *reply, size_t cap);
+
+/* Asks the server at address for a port for pid, like portpicker's client
+ * but on a connection kept open between calls (the request is "+<pid>\n",
+ * which portpicker's server reads as "<pid>\n" before closing as usual;
+ * ours keeps the connection and answers a refusal with "0\n"). When the
+ * kept connection turns out closed, asks once more on a new one, within the
+ * same timeout. Thread-safe: a thread that finds the connection in use
+ * makes its own, closed after the reply. reply as for
+ * mc__portserver_exchange; same results. */
+mc_code mc__portserver_pick(const char *address, int pid, int timeout_ms,
+                            char *reply, size_t cap);
 
 /* The kinds of request lines the port server understands. */
 enum {

@@ -303,6 +303,29 @@ void mc__rpc_set_caller(const char *name);
 const char *mc__rpc_get_caller(void);
 
 /* ------------------------------------------------------------------------ */
+/* Blocking work                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Runs fn(arg) once on the blocking pool (the pool of blocking handlers),
+ * where it may block and make blocking client calls, and returns at once.
+ * This is how a non-blocking handler that finds it has to wait (a RunStep
+ * whose plan is not registered yet) or an async callback that has to do
+ * blocking cleanup hands the work off without stalling a completion-queue
+ * thread; a handler that does so keeps its call and replies from fn. fn
+ * runs with the default caller identity ("client"): set it with
+ * mc__rpc_set_caller if fn makes calls on a server's behalf (the pool
+ * restores the default afterwards). The pending task holds the runtime
+ * (gRPC stays initialised until fn has returned). Thread-safe; callable
+ * from any thread. Errors: MC_INVALID_ARGUMENT (fn NULL), MC_RESOURCE_-
+ * EXHAUSTED; fn does not run then. */
+mc_code mc__rpc_run_blocking(void (*fn)(void *arg), void *arg);
+
+/* How many tasks were ever handed to the blocking pool (blocking handlers
+ * and mc__rpc_run_blocking), process-wide: lets tests check that a path
+ * meant to run without a thread hand-off really does. Thread-safe. */
+uint64_t mc__rpc_pool_count(void);
+
+/* ------------------------------------------------------------------------ */
 /* Hooks: fault injection and tracing (helper modules fill them in)         */
 /* ------------------------------------------------------------------------ */
 

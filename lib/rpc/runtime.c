@@ -34,6 +34,7 @@ static struct {
   mc__rpc_task *pool_head, *pool_tail;
   int pool_idle, pool_stop;
   int pool_queued;           /* tasks submitted and not yet taken by a thread */
+  uint64_t pool_submitted;   /* tasks ever submitted (mc__rpc_pool_count) */
   pool_thread *pool_threads; /* every started thread, joined at teardown */
   pool_thread *pool_exited;  /* exited threads waiting to be joined */
 
@@ -173,6 +174,7 @@ void mc__rpc_pool_submit(mc__rpc_task *t) {
     rt.pool_head = t;
   rt.pool_tail = t;
   rt.pool_queued++;
+  rt.pool_submitted++;
   /* Every queued task needs its own thread: a blocking handler may wait
    * for one queued behind it (RunStep waits for RunGraph on the same
    * process), so an idle count of one for two queued tasks deadlocks. */
@@ -208,6 +210,47 @@ void mc__rpc_pool_submit(mc__rpc_task *t) {
     t->fn(t);
   if (!tls_internal)
     pool_reap();
+}
+
+uint64_t mc__rpc_pool_count(void) {
+  pthread_mutex_lock(&rt.pool_mu);
+  uint64_t n = rt.pool_submitted;
+  pthread_mutex_unlock(&rt.pool_mu);
+  return n;
+}
+
+typedef struct spawned {
+  mc__rpc_task task; /* first: the pool hands this pointer back */
+  void (*fn)(void *arg);
+  void *arg;
+} spawned;
+
+static void spawned_run(mc__rpc_task *t) {
+  spawned *sp = (spawned *)t;
+  void (*fn)(void *) = sp->fn;
+  void *arg = sp->arg;
+  free(sp);
+  fn(arg);
+  mc__rpc_runtime_unref();
+}
+
+mc_code mc__rpc_run_blocking(void (*fn)(void *arg), void *arg) {
+  if (fn == NULL)
+    return mc__error_set(MC_INVALID_ARGUMENT,
+                         "mc__rpc_run_blocking: fn is NULL");
+  spawned *sp = calloc(1, sizeof *sp);
+  if (sp == NULL)
+    return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
+  mc_code rc = mc__rpc_runtime_ref();
+  if (rc != MC_OK) {
+    free(sp);
+    return rc;
+  }
+  sp->task.fn = spawned_run;
+  sp->fn = fn;
+  sp->arg = arg;
+  mc__rpc_pool_submit(&sp->task);
+  return MC_OK;
 }
 
 /* ---- timer ---- */

@@ -13,6 +13,7 @@
 
 #include "config.pb-c.h"
 #include "core/status.h"
+#include "session/batch.h"
 #include "session/executor.h"
 #include "session/partition.h"
 #include "session/worker.h"
@@ -49,135 +50,6 @@ struct mc__master {
   atomic_llong next_step;
 };
 
-/* ---- parallel RPCs ---- */
-
-typedef struct batch batch;
-typedef void (*batch_on_error)(batch *b);
-
-struct batch {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  size_t n;
-  int pending;
-  ProtobufCMessage **resp;
-  mc_code *codes;
-  char **msgs;
-  int errored;
-  batch_on_error on_error;
-  void *ctx;
-};
-
-typedef struct slot {
-  batch *b;
-  size_t i;
-} slot;
-
-static batch *batch_new(size_t n) {
-  batch *b = calloc(1, sizeof(*b));
-  if (b == NULL)
-    return NULL;
-  b->n = n;
-  b->resp = calloc(n + 1, sizeof(*b->resp));
-  b->codes = calloc(n + 1, sizeof(*b->codes));
-  b->msgs = calloc(n + 1, sizeof(*b->msgs));
-  if (!b->resp || !b->codes || !b->msgs) {
-    free(b->resp);
-    free(b->codes);
-    free(b->msgs);
-    free(b);
-    return NULL;
-  }
-  pthread_mutex_init(&b->mu, NULL);
-  pthread_cond_init(&b->cv, NULL);
-  return b;
-}
-
-static void batch_free(batch *b) {
-  if (b == NULL)
-    return;
-  for (size_t i = 0; i < b->n; i++) {
-    if (b->resp[i])
-      protobuf_c_message_free_unpacked(b->resp[i], NULL);
-    free(b->msgs[i]);
-  }
-  free(b->resp);
-  free(b->codes);
-  free(b->msgs);
-  pthread_mutex_destroy(&b->mu);
-  pthread_cond_destroy(&b->cv);
-  free(b);
-}
-
-/* Records the outcome of call i (response owned by the batch). */
-static void batch_record(batch *b, size_t i, mc_code code, const char *message,
-                         ProtobufCMessage *response) {
-  pthread_mutex_lock(&b->mu);
-  b->codes[i] = code;
-  b->resp[i] = response;
-  if (code != MC_OK)
-    b->msgs[i] = strdup(message ? message : "");
-  int first_error = code != MC_OK && !b->errored;
-  if (first_error)
-    b->errored = 1;
-  pthread_mutex_unlock(&b->mu);
-  /* Runs before pending drops, so the waiter cannot free ctx under it. */
-  if (first_error && b->on_error)
-    b->on_error(b);
-  pthread_mutex_lock(&b->mu);
-  b->pending--;
-  pthread_cond_broadcast(&b->cv);
-  pthread_mutex_unlock(&b->mu);
-}
-
-static void batch_done(void *arg, mc_code code, const char *message,
-                       ProtobufCMessage *response) {
-  slot *s = arg;
-  batch_record(s->b, s->i, code, message, response);
-  free(s);
-}
-
-/* Starts call i of the batch; a call that cannot start completes at once
- * with its error. */
-static void batch_start(batch *b, size_t i, mc_rpc_channel *ch,
-                        const char *path, const ProtobufCMessage *req,
-                        const ProtobufCMessageDescriptor *resp_type,
-                        int64_t timeout_ms) {
-  slot *s = malloc(sizeof(*s));
-  if (s == NULL) {
-    pthread_mutex_lock(&b->mu);
-    b->codes[i] = MC_RESOURCE_EXHAUSTED;
-    pthread_mutex_unlock(&b->mu);
-    return;
-  }
-  s->b = b;
-  s->i = i;
-  pthread_mutex_lock(&b->mu);
-  b->pending++;
-  pthread_mutex_unlock(&b->mu);
-  if (timeout_ms < 1)
-    timeout_ms = 1;
-  mc_code rc =
-      mc__rpc_unary_async(ch, path, req, resp_type, timeout_ms, batch_done, s);
-  if (rc != MC_OK)
-    batch_done(s, rc, mc_error_last()->message, NULL);
-}
-
-static void batch_wait(batch *b) {
-  pthread_mutex_lock(&b->mu);
-  while (b->pending > 0)
-    pthread_cond_wait(&b->cv, &b->mu);
-  pthread_mutex_unlock(&b->mu);
-}
-
-static void ignore_done(void *arg, mc_code code, const char *message,
-                        ProtobufCMessage *response) {
-  (void)arg;
-  (void)code;
-  (void)message;
-  if (response)
-    protobuf_c_message_free_unpacked(response, NULL);
-}
-
 /* ---- sessions ---- */
 
 mc_code mc__master_new(mc__master **out, mc_task *task) {
@@ -194,7 +66,7 @@ mc_code mc__master_new(mc__master **out, mc_task *task) {
 static void deregister_plan(reg_plan *rp, const char *session) {
   if (rp->plan == NULL || rp->handles == NULL || rp->chans == NULL)
     return;
-  batch *b = batch_new(rp->plan->nparts);
+  mc__batch *b = mc__batch_new(rp->plan->nparts);
   for (size_t i = 0; b && i < rp->plan->nparts; i++) {
     if (rp->handles[i] == NULL || rp->chans[i] == NULL)
       continue;
@@ -202,13 +74,14 @@ static void deregister_plan(reg_plan *rp, const char *session) {
         TENSORFLOW__DEREGISTER_GRAPH_REQUEST__INIT;
     req.graph_handle = rp->handles[i];
     req.session_handle = (char *)session;
-    batch_start(b, i, rp->chans[i], "/tensorflow.WorkerService/DeregisterGraph",
-                &req.base, &tensorflow__deregister_graph_response__descriptor,
-                CONTROL_RPC_MS);
+    mc__batch_start(b, i, rp->chans[i],
+                    "/tensorflow.WorkerService/DeregisterGraph", &req.base,
+                    &tensorflow__deregister_graph_response__descriptor,
+                    CONTROL_RPC_MS);
   }
   if (b) {
-    batch_wait(b);
-    batch_free(b);
+    mc__batch_wait(b);
+    mc__batch_free(b);
   }
 }
 
@@ -438,9 +311,9 @@ static mc_code register_plan(msession *s, reg_plan *rp, int64_t timeout_ms) {
   size_t n = rp->plan->nparts;
   rp->handles = calloc(n + 1, sizeof(char *));
   rp->chans = calloc(n + 1, sizeof(mc_rpc_channel *));
-  batch *b = batch_new(n);
+  mc__batch *b = mc__batch_new(n);
   if (!rp->handles || !rp->chans || !b) {
-    batch_free(b);
+    mc__batch_free(b);
     return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
   }
   for (size_t i = 0; i < n; i++) {
@@ -455,11 +328,12 @@ static mc_code register_plan(msession *s, reg_plan *rp, int64_t timeout_ms) {
         TENSORFLOW__REGISTER_GRAPH_REQUEST__INIT;
     req.session_handle = s->handle;
     req.graph_def = p->gd;
-    batch_start(b, i, rp->chans[i], "/tensorflow.WorkerService/RegisterGraph",
-                &req.base, &tensorflow__register_graph_response__descriptor,
-                timeout_ms < CONTROL_RPC_MS ? timeout_ms : CONTROL_RPC_MS);
+    mc__batch_start(b, i, rp->chans[i],
+                    "/tensorflow.WorkerService/RegisterGraph", &req.base,
+                    &tensorflow__register_graph_response__descriptor,
+                    timeout_ms < CONTROL_RPC_MS ? timeout_ms : CONTROL_RPC_MS);
   }
-  batch_wait(b);
+  mc__batch_wait(b);
   mc_code rc = MC_OK;
   for (size_t i = 0; i < n; i++) {
     if (b->codes[i] != MC_OK) {
@@ -473,7 +347,7 @@ static mc_code register_plan(msession *s, reg_plan *rp, int64_t timeout_ms) {
         (Tensorflow__RegisterGraphResponse *)b->resp[i];
     rp->handles[i] = strdup(r->graph_handle);
   }
-  batch_free(b);
+  mc__batch_free(b);
   if (rc != MC_OK) {
     /* Leave nothing registered behind on the tasks that accepted. */
     deregister_plan(rp, s->handle);
@@ -539,30 +413,36 @@ static mc_code get_plan(mc__master *m, msession *s,
 
 /* ---- steps ---- */
 
+/* One step from start to reply. The blocking form waits for the batch on
+ * the calling thread; the async form finishes on the thread of the last
+ * completion. */
 struct mc__step_result {
-  batch *b;
+  mc__batch *b;
   Tensorflow__RunGraphResponse *local; /* this task's partition, if any */
   Tensorflow__NamedTensorProto *named; /* one per fetch */
   Tensorflow__NamedTensorProto **ptrs;
-};
-
-typedef struct step_ctx {
+  mc__master *m;
+  msession *s; /* referenced until the step is finished */
   reg_plan *rp;
-  int64_t step_id;
-} step_ctx;
+  const Tensorflow__RunStepRequest *req;
+  int64_t timeout, deadline, step_id;
+  size_t local_part; /* index into the plan's partitions; nparts: none */
+  mc__step_done done;
+  void *done_arg;
+};
 
 /* First failure of a step: tell every task to drop the step, which wakes
  * partitions waiting for tensors from the failed one. */
-static void abort_step(batch *b) {
-  step_ctx *sc = b->ctx;
+static void abort_step(mc__batch *b) {
+  mc__step_result *st = b->ctx;
   Tensorflow__CleanupGraphRequest req = TENSORFLOW__CLEANUP_GRAPH_REQUEST__INIT;
-  req.step_id = sc->step_id;
-  for (size_t i = 0; i < sc->rp->plan->nparts; i++)
-    if (sc->rp->chans[i])
+  req.step_id = st->step_id;
+  for (size_t i = 0; i < st->rp->plan->nparts; i++)
+    if (st->rp->chans[i])
       (void)mc__rpc_unary_async(
-          sc->rp->chans[i], "/tensorflow.WorkerService/CleanupGraph", &req.base,
+          st->rp->chans[i], "/tensorflow.WorkerService/CleanupGraph", &req.base,
           &tensorflow__cleanup_graph_response__descriptor, CONTROL_RPC_MS,
-          ignore_done, NULL);
+          mc__batch_ignore_done, NULL);
 }
 
 /* How likely a failure is the root cause of a failed step: 0 for a code
@@ -580,6 +460,170 @@ static int error_rank(mc_code c, const char *message) {
   return 2;
 }
 
+void mc__master_run_step_release(Tensorflow__RunStepResponse *resp,
+                                 mc__step_result *keep) {
+  if (resp) {
+    resp->tensor = NULL;
+    resp->n_tensor = 0;
+  }
+  if (keep == NULL)
+    return;
+  mc__batch_free(keep->b);
+  if (keep->local) {
+    mc__worker_run_response_clear(keep->local);
+    free(keep->local);
+  }
+  free(keep->named);
+  free(keep->ptrs);
+  free(keep);
+}
+
+static int64_t step_timeout(const msession *s,
+                            const Tensorflow__RunStepRequest *req,
+                            int64_t call_timeout_ms) {
+  int64_t timeout = DEFAULT_STEP_MS;
+  if (req->options && req->options->timeout_in_ms > 0)
+    timeout = req->options->timeout_in_ms;
+  else if (s->default_timeout_ms > 0)
+    timeout = s->default_timeout_ms;
+  if (call_timeout_ms > 0 && call_timeout_ms < timeout)
+    timeout = call_timeout_ms;
+  return timeout;
+}
+
+/* A new step on a registered plan; takes over the caller's reference on s.
+ * NULL (error set) when out of memory; s is then still the caller's. */
+static mc__step_result *step_new(mc__master *m, msession *s, reg_plan *rp,
+                                 const Tensorflow__RunStepRequest *req,
+                                 int64_t timeout, const mc__worker *self) {
+  mc__step_result *st = calloc(1, sizeof(*st));
+  if (st == NULL || (st->b = mc__batch_new(rp->plan->nparts)) == NULL) {
+    free(st);
+    mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  st->m = m;
+  st->s = s;
+  st->rp = rp;
+  st->req = req;
+  st->timeout = timeout;
+  st->deadline = mc__now_ms() + timeout;
+  st->step_id = (int64_t)(atomic_fetch_add(&m->next_step, 1) & INT64_MAX);
+  /* Without a worker service here, this task's partition (if any) is
+   * reached by RPC like the others. */
+  st->local_part = rp->plan->nparts;
+  for (size_t i = 0; self != NULL && i < rp->plan->nparts; i++)
+    if (rp->plan->parts[i].task == m->task->index &&
+        strcmp(rp->plan->parts[i].job, m->task->job) == 0)
+      st->local_part = i;
+  st->b->on_error = abort_step;
+  st->b->ctx = st;
+  return st;
+}
+
+/* Starts RunGraph on every other task of the step, then runs this task's
+ * own partition right here, without an RPC to itself. The batch holds one
+ * pending count for the starter, which the caller drops (mc__batch_drop). */
+static void step_launch(mc__step_result *st, mc__worker *self) {
+  mc__plan *plan = st->rp->plan;
+  mc__batch *b = st->b;
+  mc__batch_hold(b); /* the starter's */
+  for (size_t pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < plan->nparts; i++) {
+      if ((pass == 0) == (i == st->local_part))
+        continue;
+      mc__partition *p = &plan->parts[i];
+      Tensorflow__RunGraphRequest rg = TENSORFLOW__RUN_GRAPH_REQUEST__INIT;
+      Tensorflow__NamedTensorProto *send[p->nfeeds + 1];
+      char *keys[p->nfetches + 1];
+      rg.session_handle = st->s->handle;
+      rg.graph_handle = st->rp->handles[i];
+      rg.step_id = st->step_id;
+      rg.n_send = p->nfeeds;
+      rg.send = send;
+      for (size_t j = 0; j < p->nfeeds; j++)
+        send[j] = st->req->feed[p->feeds[j]];
+      rg.n_recv_key = p->nfetches;
+      rg.recv_key = keys;
+      for (size_t j = 0; j < p->nfetches; j++)
+        keys[j] = st->req->fetch[p->fetches[j]];
+      if (i != st->local_part) {
+        mc__batch_start(b, i, st->rp->chans[i],
+                        "/tensorflow.WorkerService/RunGraph", &rg.base,
+                        &tensorflow__run_graph_response__descriptor,
+                        st->deadline - mc__now_ms());
+        continue;
+      }
+      st->local = malloc(sizeof(*st->local));
+      mc__batch_hold(b);
+      if (st->local == NULL) {
+        mc__batch_record(b, i, MC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+        continue;
+      }
+      tensorflow__run_graph_response__init(st->local);
+      mc_code lrc =
+          mc__worker_run(self, &rg, st->deadline - mc__now_ms(), st->local);
+      mc__batch_record(b, i, lrc, lrc == MC_OK ? "" : mc_error_last()->message,
+                       NULL);
+    }
+}
+
+/* Every partition is done: the step's status and, on success, resp's
+ * tensors (borrowed from st and the request). */
+static mc_code step_finish(mc__step_result *st,
+                           Tensorflow__RunStepResponse *resp) {
+  const Tensorflow__RunStepRequest *req = st->req;
+  mc__plan *plan = st->rp->plan;
+  mc__batch *b = st->b;
+  b->on_error = NULL;
+  mc_code rc = MC_OK;
+  /* The root cause: the first failure that is not another task's reaction
+   * to it. */
+  for (int rank = 0; rank <= 2 && rc == MC_OK; rank++)
+    for (size_t i = 0; i < plan->nparts && rc == MC_OK; i++)
+      if (b->codes[i] != MC_OK && error_rank(b->codes[i], b->msgs[i]) == rank)
+        rc = mc__error_set(b->codes[i], "RunGraph on /job:%s/task:%d: %s",
+                           plan->parts[i].job, plan->parts[i].task,
+                           b->msgs[i] ? b->msgs[i] : "");
+  if (rc == MC_OK && mc__now_ms() > st->deadline + 1000)
+    rc = mc__error_set(MC_DEADLINE_EXCEEDED,
+                       "step exceeded its timeout of "
+                       "%lld ms",
+                       (long long)st->timeout);
+  if (rc == MC_OK) {
+    st->named = calloc(req->n_fetch + 1, sizeof(*st->named));
+    st->ptrs = calloc(req->n_fetch + 1, sizeof(*st->ptrs));
+    if (st->named == NULL || st->ptrs == NULL)
+      rc = mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  for (size_t f = 0; rc == MC_OK && f < req->n_fetch; f++) {
+    Tensorflow__NamedTensorProto *nt = &st->named[f];
+    tensorflow__named_tensor_proto__init(nt);
+    nt->name = req->fetch[f];
+    st->ptrs[f] = nt;
+    if (plan->fetch_from_feed[f] >= 0) {
+      nt->tensor = req->feed[plan->fetch_from_feed[f]]->tensor;
+      continue;
+    }
+    for (size_t i = 0; i < plan->nparts && nt->tensor == NULL; i++) {
+      Tensorflow__RunGraphResponse *r =
+          i == st->local_part ? st->local
+                              : (Tensorflow__RunGraphResponse *)b->resp[i];
+      for (size_t j = 0; j < plan->parts[i].nfetches; j++)
+        if (plan->parts[i].fetches[j] == f && r != NULL && j < r->n_recv)
+          nt->tensor = r->recv[j]->tensor;
+    }
+    if (nt->tensor == NULL)
+      rc = mc__error_set(MC_INTERNAL, "no task returned fetch '%s'",
+                         req->fetch[f]);
+  }
+  if (rc == MC_OK) {
+    resp->n_tensor = req->n_fetch;
+    resp->tensor = st->ptrs;
+  }
+  return rc;
+}
+
 mc_code mc__master_run_step(mc__master *m,
                             const Tensorflow__RunStepRequest *req,
                             int64_t call_timeout_ms,
@@ -591,149 +635,105 @@ mc_code mc__master_run_step(mc__master *m,
   msession *s = session_get(m, req->session_handle);
   if (s == NULL)
     return mc_error_last()->code;
-  int64_t timeout = DEFAULT_STEP_MS;
-  if (req->options && req->options->timeout_in_ms > 0)
-    timeout = req->options->timeout_in_ms;
-  else if (s->default_timeout_ms > 0)
-    timeout = s->default_timeout_ms;
-  if (call_timeout_ms > 0 && call_timeout_ms < timeout)
-    timeout = call_timeout_ms;
-  int64_t deadline = mc__now_ms() + timeout;
-
+  int64_t timeout = step_timeout(s, req, call_timeout_ms);
   reg_plan *rp = NULL;
   mc_code rc = get_plan(m, s, req, timeout, &rp);
-  if (rc != MC_OK) {
+  mc__worker *self = mc__worker_of_task(m->task);
+  mc__step_result *st =
+      rc == MC_OK ? step_new(m, s, rp, req, timeout, self) : NULL;
+  if (st == NULL) {
+    rc = mc_error_last()->code;
     session_unref(m, s);
     return rc;
   }
-  mc__plan *plan = rp->plan;
-  mc__step_result *res = calloc(1, sizeof(*res));
-  step_ctx sc = {rp, (int64_t)(atomic_fetch_add(&m->next_step, 1) & INT64_MAX)};
-  if (res == NULL || (res->b = batch_new(plan->nparts)) == NULL) {
-    free(res);
-    session_unref(m, s);
-    return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
-  }
-  batch *b = res->b;
-  b->on_error = abort_step;
-  b->ctx = &sc;
-  /* This task's own partition runs right here, without an RPC to itself,
-   * after the RPCs to the other tasks are on their way. */
-  mc__worker *self = mc__worker_of_task(m->task);
-  size_t local = plan->nparts;
-  for (size_t i = 0; self != NULL && i < plan->nparts; i++)
-    if (plan->parts[i].task == m->task->index &&
-        strcmp(plan->parts[i].job, m->task->job) == 0)
-      local = i;
-  for (size_t pass = 0; pass < 2; pass++)
-    for (size_t i = 0; i < plan->nparts; i++) {
-      if ((pass == 0) == (i == local))
-        continue;
-      mc__partition *p = &plan->parts[i];
-      Tensorflow__RunGraphRequest rg = TENSORFLOW__RUN_GRAPH_REQUEST__INIT;
-      Tensorflow__NamedTensorProto *send[p->nfeeds + 1];
-      char *keys[p->nfetches + 1];
-      rg.session_handle = s->handle;
-      rg.graph_handle = rp->handles[i];
-      rg.step_id = sc.step_id;
-      rg.n_send = p->nfeeds;
-      rg.send = send;
-      for (size_t j = 0; j < p->nfeeds; j++)
-        send[j] = req->feed[p->feeds[j]];
-      rg.n_recv_key = p->nfetches;
-      rg.recv_key = keys;
-      for (size_t j = 0; j < p->nfetches; j++)
-        keys[j] = req->fetch[p->fetches[j]];
-      if (i != local) {
-        batch_start(b, i, rp->chans[i], "/tensorflow.WorkerService/RunGraph",
-                    &rg.base, &tensorflow__run_graph_response__descriptor,
-                    deadline - mc__now_ms());
-        continue;
-      }
-      res->local = malloc(sizeof(*res->local));
-      pthread_mutex_lock(&b->mu);
-      b->pending++;
-      pthread_mutex_unlock(&b->mu);
-      if (res->local == NULL) {
-        batch_record(b, i, MC_RESOURCE_EXHAUSTED, "out of memory", NULL);
-        continue;
-      }
-      tensorflow__run_graph_response__init(res->local);
-      mc_code lrc =
-          mc__worker_run(self, &rg, deadline - mc__now_ms(), res->local);
-      batch_record(b, i, lrc, lrc == MC_OK ? "" : mc_error_last()->message,
-                   NULL);
-    }
-  batch_wait(b);
-  b->on_error = NULL;
-  /* The root cause: the first failure that is not another task's reaction
-   * to it. */
-  for (int rank = 0; rank <= 2 && rc == MC_OK; rank++)
-    for (size_t i = 0; i < plan->nparts && rc == MC_OK; i++)
-      if (b->codes[i] != MC_OK && error_rank(b->codes[i], b->msgs[i]) == rank)
-        rc = mc__error_set(b->codes[i], "RunGraph on /job:%s/task:%d: %s",
-                           plan->parts[i].job, plan->parts[i].task,
-                           b->msgs[i] ? b->msgs[i] : "");
-  if (rc == MC_OK && mc__now_ms() > deadline + 1000)
-    rc = mc__error_set(MC_DEADLINE_EXCEEDED,
-                       "step exceeded its timeout of "
-                       "%lld ms",
-                       (long long)timeout);
-  if (rc == MC_OK) {
-    res->named = calloc(req->n_fetch + 1, sizeof(*res->named));
-    res->ptrs = calloc(req->n_fetch + 1, sizeof(*res->ptrs));
-    if (res->named == NULL || res->ptrs == NULL)
-      rc = mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
-  }
-  for (size_t f = 0; rc == MC_OK && f < req->n_fetch; f++) {
-    Tensorflow__NamedTensorProto *nt = &res->named[f];
-    tensorflow__named_tensor_proto__init(nt);
-    nt->name = req->fetch[f];
-    res->ptrs[f] = nt;
-    if (plan->fetch_from_feed[f] >= 0) {
-      nt->tensor = req->feed[plan->fetch_from_feed[f]]->tensor;
-      continue;
-    }
-    for (size_t i = 0; i < plan->nparts && nt->tensor == NULL; i++) {
-      Tensorflow__RunGraphResponse *r =
-          i == local ? res->local : (Tensorflow__RunGraphResponse *)b->resp[i];
-      for (size_t j = 0; j < plan->parts[i].nfetches; j++)
-        if (plan->parts[i].fetches[j] == f && r != NULL && j < r->n_recv)
-          nt->tensor = r->recv[j]->tensor;
-    }
-    if (nt->tensor == NULL)
-      rc = mc__error_set(MC_INTERNAL, "no task returned fetch '%s'",
-                         req->fetch[f]);
-  }
-  if (rc == MC_OK) {
-    resp->n_tensor = req->n_fetch;
-    resp->tensor = res->ptrs;
-  }
+  step_launch(st, self);
+  mc__batch_drop(st->b);
+  mc__batch_wait(st->b);
+  rc = step_finish(st, resp);
   session_unref(m, s);
   if (rc != MC_OK) {
-    mc__master_run_step_release(NULL, res);
+    mc__master_run_step_release(resp, st);
     return rc;
   }
-  *keep = res;
+  *keep = st;
   return MC_OK;
 }
 
-void mc__master_run_step_release(Tensorflow__RunStepResponse *resp,
-                                 mc__step_result *keep) {
-  if (resp) {
-    resp->tensor = NULL;
-    resp->n_tensor = 0;
+/* The last reference of a session may drop on a completion-queue thread
+ * (the session was closed during the step); destroying it deregisters its
+ * graphs with blocking calls, so that goes to the blocking pool. */
+static void session_destroy_task(void *arg) {
+  session_destroy(arg, 1);
+}
+
+static void session_unref_nowait(mc__master *m, msession *s) {
+  pthread_mutex_lock(&m->mu);
+  int last = --s->refs == 0;
+  pthread_mutex_unlock(&m->mu);
+  if (last && mc__rpc_run_blocking(session_destroy_task, s) != MC_OK)
+    session_destroy(s, 1); /* out of memory: block rather than leak */
+}
+
+static void step_complete(mc__batch *b) {
+  mc__step_result *st = b->ctx;
+  Tensorflow__RunStepResponse resp = TENSORFLOW__RUN_STEP_RESPONSE__INIT;
+  mc_code rc = step_finish(st, &resp);
+  session_unref_nowait(st->m, st->s);
+  st->s = NULL;
+  st->done(st->done_arg, st->req, rc,
+           rc == MC_OK ? "" : mc_error_last()->message, &resp,
+           rc == MC_OK ? st : NULL);
+  if (rc != MC_OK)
+    mc__master_run_step_release(NULL, st);
+}
+
+int mc__master_run_step_async(mc__master *m,
+                              const Tensorflow__RunStepRequest *req,
+                              int64_t call_timeout_ms, mc__step_done done,
+                              void *arg) {
+  if (req->partial_run_handle && req->partial_run_handle[0] != '\0')
+    return 0;
+  pthread_mutex_lock(&m->mu);
+  msession *s = m->sessions;
+  while (s != NULL && strcmp(s->handle, req->session_handle) != 0)
+    s = s->next;
+  if (s)
+    s->refs++;
+  pthread_mutex_unlock(&m->mu);
+  if (s == NULL)
+    return 0;
+  /* Only a plan registered already: planning and registering block. The
+   * session's lock is held across a registration, hence trylock. */
+  reg_plan *rp = NULL;
+  char *sig = signature(req);
+  if (sig != NULL && pthread_mutex_trylock(&s->mu) == 0) {
+    for (rp = s->plans; rp != NULL && strcmp(rp->sig, sig) != 0;)
+      rp = rp->next;
+    pthread_mutex_unlock(&s->mu);
   }
-  if (keep == NULL)
-    return;
-  batch_free(keep->b);
-  if (keep->local) {
-    mc__worker_run_response_clear(keep->local);
-    free(keep->local);
+  free(sig);
+  /* This task's partition runs on the calling thread: only one that never
+   * waits (no _Recv, no compute) may. */
+  mc__worker *self = mc__worker_of_task(m->task);
+  mc__step_result *st = NULL;
+  if (rp != NULL)
+    st = step_new(m, s, rp, req, step_timeout(s, req, call_timeout_ms), self);
+  if (st != NULL && st->local_part < rp->plan->nparts &&
+      (rp->handles[st->local_part] == NULL ||
+       !mc__worker_graph_is_light(self, rp->handles[st->local_part]))) {
+    mc__master_run_step_release(NULL, st);
+    st = NULL;
   }
-  free(keep->named);
-  free(keep->ptrs);
-  free(keep);
+  if (st == NULL) {
+    session_unref_nowait(m, s);
+    return 0;
+  }
+  st->done = done;
+  st->done_arg = arg;
+  st->b->on_complete = step_complete;
+  step_launch(st, self);
+  mc__batch_drop(st->b);
+  return 1;
 }
 
 /* ---- devices and reset ---- */
@@ -827,10 +827,10 @@ mc_code mc__master_reset(mc__master *m, const Tensorflow__ResetRequest *req,
     mc_cluster_spec_num_tasks(spec, mc_cluster_spec_job(spec, j), &n);
     total += n;
   }
-  batch *b = batch_new(total);
+  mc__batch *b = mc__batch_new(total);
   char(*names)[300] = calloc(total + 1, sizeof(*names));
   if (b == NULL || names == NULL) {
-    batch_free(b);
+    mc__batch_free(b);
     free(names);
     mc_cluster_spec_free(spec);
     return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
@@ -858,18 +858,19 @@ mc_code mc__master_reset(mc__master *m, const Tensorflow__ResetRequest *req,
         b->msgs[k] = strdup(mc_error_last()->message);
         continue;
       }
-      batch_start(b, k, ch, "/tensorflow.WorkerService/CleanupAll", &ca.base,
-                  &tensorflow__cleanup_all_response__descriptor, timeout);
+      mc__batch_start(b, k, ch, "/tensorflow.WorkerService/CleanupAll",
+                      &ca.base, &tensorflow__cleanup_all_response__descriptor,
+                      timeout);
       mc__rpc_channel_release(ch);
     }
   }
-  batch_wait(b);
+  mc__batch_wait(b);
   mc_code rc = MC_OK;
   for (size_t i = 0; i < k && rc == MC_OK; i++)
     if (b->codes[i] != MC_OK)
       rc = mc__error_set(b->codes[i], "Reset: CleanupAll on %s: %s", names[i],
                          b->msgs[i] ? b->msgs[i] : "");
-  batch_free(b);
+  mc__batch_free(b);
   free(names);
   mc_cluster_spec_free(spec);
   return rc;

@@ -25,7 +25,8 @@ mc_code mc__master_close_session(mc__master *m, const char *handle);
 
 /* Runs one step; call_timeout_ms is what the client's deadline leaves.
  * resp borrows from req and from *keep, which the caller releases with
- * mc__master_run_step_release after replying. */
+ * mc__master_run_step_release after replying. Blocks until the step is
+ * done (call it from the blocking pool). */
 typedef struct mc__step_result mc__step_result;
 mc_code mc__master_run_step(mc__master *m,
                             const Tensorflow__RunStepRequest *req,
@@ -34,6 +35,30 @@ mc_code mc__master_run_step(mc__master *m,
                             mc__step_result **keep);
 void mc__master_run_step_release(Tensorflow__RunStepResponse *resp,
                                  mc__step_result *keep);
+
+/* The end of an async step, run exactly once on the thread that completed
+ * it (a completion-queue thread, or the caller of _run_step_async): it must
+ * not block. rc and message (borrowed) as mc__master_run_step returns
+ * them; on MC_OK resp borrows from req and keep, and the callee releases
+ * both with mc__master_run_step_release after replying; otherwise keep is
+ * NULL and resp empty. */
+typedef void (*mc__step_done)(void *arg, const Tensorflow__RunStepRequest *req,
+                              mc_code rc, const char *message,
+                              Tensorflow__RunStepResponse *resp,
+                              mc__step_result *keep);
+
+/* Starts the step without blocking if it can: its plan is registered
+ * already and this task's own partition, if any, never waits (the RunGraph
+ * calls to other tasks are async). Returns 1 when it took the step (done
+ * runs exactly once, possibly before this returns), 0 when the caller must
+ * run it with mc__master_run_step on a thread that may block (first step
+ * of a signature, compute or a _Recv on this task, unknown session: the
+ * blocking form reports the error). req must stay valid until done. Never
+ * blocks: callable from a non-blocking handler. */
+int mc__master_run_step_async(mc__master *m,
+                              const Tensorflow__RunStepRequest *req,
+                              int64_t call_timeout_ms, mc__step_done done,
+                              void *arg);
 
 /* Fills resp (malloc'ed arrays; release with
  * mc__master_list_devices_release). */

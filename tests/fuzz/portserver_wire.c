@@ -3,8 +3,8 @@
  * A port server (small pool, abstract socket named after the pid) starts
  * once per process. Each input is sent as one connection's bytes (then the
  * write side is shut, as portpicker's client does after its request); the
- * reply must be one of the protocol's answers: "" (refused), "PORT\n" in
- * the pool, "ok\n" (a port returned) or a one-line JSON object ("stats").
+ * reply must be made of the protocol's answers (see check_reply): several
+ * when "+PID" requests keep the connection open.
  * Afterwards a "stats" request must still be answered. The input, cut at
  * the first NUL byte, is also tried as the static_pool option: accepted,
  * or INVALID_ARGUMENT with a message. */
@@ -129,17 +129,29 @@ static size_t exchange(const uint8_t *data, size_t size, char *reply,
   return len;
 }
 
+/* A reply is "" (refused), or lines: "PORT" in the pool, "0" (refused on
+ * a kept connection: "+PID" requests), "ok" (a port returned) or a
+ * one-line JSON object ("stats"), each ending with a newline. */
 static void check_reply(const char *r, size_t len) {
-  if (len == 0 || strcmp(r, "ok\n") == 0)
+  if (len == 0)
     return;
-  if (r[0] == '{') {
-    MC_FUZZ_CHECK(r[len - 1] == '\n' && strchr(r, '\n') == r + len - 1);
-    return;
+  if (r[len - 1] != '\n')
+    mc_fuzz_fail("reply \"%s\" does not end with a newline", r);
+  for (const char *line = r; *line != '\0';) {
+    const char *nl = strchr(line, '\n');
+    size_t n = (size_t)(nl - line);
+    char *end;
+    long port = strtol(line, &end, 10);
+    if (line[0] == '{' && line[n - 1] == '}') {
+      /* stats */
+    } else if (n == 2 && strncmp(line, "ok", 2) == 0) {
+      /* a return taken */
+    } else if (end != nl || end == line ||
+               (port != 0 && (port < POOL_LOW || port > POOL_HIGH))) {
+      mc_fuzz_fail("unexpected reply line \"%.*s\"", (int)n, line);
+    }
+    line = nl + 1;
   }
-  char *end;
-  long port = strtol(r, &end, 10);
-  if (strcmp(end, "\n") != 0 || port < POOL_LOW || port > POOL_HIGH)
-    mc_fuzz_fail("unexpected reply \"%s\"", r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "master.pb-c.h"
 #include "rpc/rpc.h"
 #include "session/worker.h"
 
@@ -225,6 +226,211 @@ static void failed_steps_leave_no_state(void **state) {
   assert_true(mc__workers_graph_count() > graphs);
   MC_ASSERT_OK(mc_session_close(s));
   assert_int_equal(mc__workers_graph_count(), graphs);
+  mc_graph_free(g);
+}
+
+/* A variable on ps 0, a Const on the master's task and a Neg computed on
+ * the master's task, for the master's two ways of running a step. */
+static mc_graph *light_and_compute_graph(void) {
+  mc_graph *g;
+  MC_ASSERT_OK(mc_graph_new(&g));
+  double init[2] = {3, 4}, seven = 7;
+  int64_t d2[1] = {2};
+  add_const_d(g, "lc_init", init, d2, 1, "/job:ps/task:0");
+  add_const_d(g, "lc_seven", &seven, NULL, 0, NULL);
+  MC_ASSERT_OK(
+      mc_graph_variable(g, "lc_v", MC_DT_DOUBLE, d2, 1, "/job:ps/task:0"));
+  op(g, "lc_assign", "Assign", IN("lc_v", "lc_init"), 2, NULL);
+  op(g, "lc_neg", "Neg", IN("lc_v"), 1, "/job:worker/task:0");
+  return g;
+}
+
+static void expect_v(mc_session *s, const char *fetch, double a, double b) {
+  mc_tensor *out[1];
+  MC_ASSERT_OK(mc_session_run(s, NULL, NULL, 0, &fetch, 1, NULL, 0, 0, out));
+  const double *v = mc_tensor_data(out[0]);
+  assert_true(v[0] == a && v[1] == b);
+  mc_tensor_free(out[0]);
+}
+
+/* A step whose partitions never wait (a ps variable read, a Const on the
+ * master's task) is answered from the completion-queue thread that
+ * completes it, with no hand-off to the blocking pool; a step that computes
+ * on the master's task still runs on the pool. The async form keeps the
+ * step's deadline: a dropped RunGraph fails it with DEADLINE_EXCEEDED. */
+static void light_steps_skip_the_pool(void **state) {
+  (void)state;
+  mc_graph *g = light_and_compute_graph();
+  mc_session *s;
+  MC_ASSERT_OK(mc_session_open(&s, worker(0), g, NULL));
+  MC_ASSERT_OK(
+      mc_session_run(s, NULL, NULL, 0, NULL, 0, IN("lc_assign"), 1, 0, NULL));
+  mc_tensor *out[1];
+  /* First steps of a signature plan and register: blocking. */
+  expect_v(s, "lc_v", 3, 4);
+  MC_ASSERT_OK(
+      mc_session_run(s, NULL, NULL, 0, IN("lc_seven"), 1, NULL, 0, 0, out));
+  mc_tensor_free(out[0]);
+  expect_v(s, "lc_neg", -3, -4);
+
+  uint64_t before = mc__rpc_pool_count();
+  for (int i = 0; i < 10; i++) {
+    expect_v(s, "lc_v", 3, 4);
+    MC_ASSERT_OK(
+        mc_session_run(s, NULL, NULL, 0, IN("lc_seven"), 1, NULL, 0, 0, out));
+    assert_true(scalar(out[0]) == 7);
+    mc_tensor_free(out[0]);
+  }
+  assert_int_equal(mc__rpc_pool_count(), before);
+  expect_v(s, "lc_neg", -3, -4);
+  assert_true(mc__rpc_pool_count() > before);
+
+  mc__rpc_set_interceptor(drop_ps0_rungraph, NULL);
+  MC_ASSERT_ERR(
+      mc_session_run(s, NULL, NULL, 0, IN("lc_v"), 1, NULL, 0, 300, out),
+      MC_DEADLINE_EXCEEDED, "");
+  mc__rpc_set_interceptor(NULL, NULL);
+  expect_v(s, "lc_v", 3, 4);
+  MC_ASSERT_OK(mc_session_close(s));
+  mc_graph_free(g);
+}
+
+static mc_rpc_server *_Atomic held_at;
+
+/* Holds RunGraph calls to ps 0 and remembers the server. */
+static void hold_ps0_rungraph(void *arg, const mc_rpc_call_info *info,
+                              mc_rpc_decision *d) {
+  (void)arg;
+  if (strcmp(info->method, "/tensorflow.WorkerService/RunGraph") == 0 &&
+      strstr(info->server_name, "ps/task:0") != NULL) {
+    d->action = MC_RPC_HOLD;
+    held_at = info->server;
+  }
+}
+
+typedef struct step_thread {
+  mc_session *s;
+  mc_code rc;
+} step_thread;
+
+static void *read_v(void *arg) {
+  step_thread *st = arg;
+  mc_tensor *out[1];
+  st->rc = mc_session_run(st->s, NULL, NULL, 0, IN("lc_v"), 1, NULL, 0, 0, out);
+  if (st->rc == MC_OK)
+    mc_tensor_free(out[0]);
+  return NULL;
+}
+
+/* Reset closes a session while one of its async steps waits for the ps:
+ * the step still ends (reading the variable Reset cleared), and the
+ * session's graphs are deregistered everywhere once it has: its last
+ * reference drops on a completion-queue thread, which hands the blocking
+ * deregistration to the pool. */
+static void reset_during_async_step(void **state) {
+  (void)state;
+  size_t graphs = mc__workers_graph_count();
+  mc_graph *g = light_and_compute_graph();
+  mc_session *s;
+  MC_ASSERT_OK(mc_session_open(&s, worker(0), g, NULL));
+  MC_ASSERT_OK(
+      mc_session_run(s, NULL, NULL, 0, NULL, 0, IN("lc_assign"), 1, 0, NULL));
+  expect_v(s, "lc_v", 3, 4);
+
+  held_at = NULL;
+  mc__rpc_set_interceptor(hold_ps0_rungraph, NULL);
+  step_thread st = {s, MC_UNKNOWN};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, read_v, &st), 0);
+  for (int i = 0; i < 1000 && held_at == NULL; i++)
+    usleep(10000);
+  assert_non_null(held_at);
+  MC_ASSERT_OK(mc_session_reset(worker(0), NULL, 0));
+  assert_true(mc__workers_graph_count() > graphs); /* the step holds them */
+  mc__rpc_set_interceptor(NULL, NULL);
+  mc__rpc_server_resume_held(held_at);
+  pthread_join(t, NULL);
+  assert_int_equal(st.rc, MC_FAILED_PRECONDITION);
+  for (int i = 0; i < 500 && mc__workers_graph_count() > graphs; i++)
+    usleep(10000);
+  assert_int_equal(mc__workers_graph_count(), graphs);
+  MC_ASSERT_ERR(mc_session_close(s), MC_ABORTED, "not known");
+  mc_graph_free(g);
+}
+
+static Tensorflow__RunStepResponse *
+raw_step(mc_rpc_channel *ch, const char *handle, const char *fetch) {
+  Tensorflow__RunStepRequest req = TENSORFLOW__RUN_STEP_REQUEST__INIT;
+  char *f = (char *)fetch;
+  req.session_handle = (char *)handle;
+  req.n_fetch = 1;
+  req.fetch = &f;
+  req.store_errors_in_response_body = 1;
+  ProtobufCMessage *resp = NULL;
+  MC_ASSERT_OK(mc__rpc_unary(ch, "/tensorflow.MasterService/RunStep", &req.base,
+                             &tensorflow__run_step_response__descriptor, 10000,
+                             &resp));
+  return (Tensorflow__RunStepResponse *)resp;
+}
+
+/* store_errors_in_response_body (as TensorFlow's clients send it): a
+ * failed step is answered OK with its code and message in the body, both
+ * when the master runs it without blocking (a ps variable read, from the
+ * second step of its signature on) and on the blocking pool (a Neg on the
+ * master's task). */
+static void errors_in_response_body(void **state) {
+  (void)state;
+  mc_graph *g;
+  MC_ASSERT_OK(mc_graph_new(&g));
+  int64_t d1[1] = {1};
+  MC_ASSERT_OK(
+      mc_graph_variable(g, "eb_unset", MC_DT_DOUBLE, d1, 1, "/job:ps/task:0"));
+  op(g, "eb_neg", "Neg", IN("eb_unset"), 1, "/job:worker/task:0");
+  uint8_t *bytes;
+  size_t len;
+  MC_ASSERT_OK(mc_graph_to_graphdef(g, &bytes, &len));
+  Tensorflow__CreateSessionRequest cr =
+      TENSORFLOW__CREATE_SESSION_REQUEST__INIT;
+  cr.graph_def = tensorflow__graph_def__unpack(NULL, len, bytes);
+  assert_non_null(cr.graph_def);
+  mc_rpc_channel *ch;
+  MC_ASSERT_OK(mc__rpc_channel_get(worker(0), &ch));
+  ProtobufCMessage *out = NULL;
+  MC_ASSERT_OK(mc__rpc_unary(
+      ch, "/tensorflow.MasterService/CreateSession", &cr.base,
+      &tensorflow__create_session_response__descriptor, 10000, &out));
+  char *handle =
+      strdup(((Tensorflow__CreateSessionResponse *)out)->session_handle);
+  protobuf_c_message_free_unpacked(out, NULL);
+
+  const char *fetches[2] = {"eb_unset", "eb_neg"};
+  for (int k = 0; k < 2; k++)
+    for (int i = 0; i < 2; i++) {
+      uint64_t before = mc__rpc_pool_count();
+      Tensorflow__RunStepResponse *r = raw_step(ch, handle, fetches[k]);
+      assert_int_equal(r->status_code, MC_FAILED_PRECONDITION);
+      assert_non_null(strstr(r->status_error_message, "eb_unset"));
+      assert_int_equal(r->n_tensor, 0);
+      protobuf_c_message_free_unpacked(&r->base, NULL);
+      /* Which path ran: none of the pool for the second read, the pool
+       * for every Neg. */
+      if (k == 0 && i == 1)
+        assert_true(mc__rpc_pool_count() == before);
+      if (k == 1)
+        assert_true(mc__rpc_pool_count() > before);
+    }
+
+  Tensorflow__CloseSessionRequest close =
+      TENSORFLOW__CLOSE_SESSION_REQUEST__INIT;
+  close.session_handle = handle;
+  MC_ASSERT_OK(mc__rpc_unary(
+      ch, "/tensorflow.MasterService/CloseSession", &close.base,
+      &tensorflow__close_session_response__descriptor, 10000, &out));
+  protobuf_c_message_free_unpacked(out, NULL);
+  free(handle);
+  mc__rpc_channel_release(ch);
+  protobuf_c_message_free_unpacked(&cr.graph_def->base, NULL);
+  free(bytes);
   mc_graph_free(g);
 }
 
@@ -481,6 +687,9 @@ int main(void) {
       cmocka_unit_test(errors_come_back_named),
       cmocka_unit_test(step_timeout_is_deadline_exceeded),
       cmocka_unit_test(failed_steps_leave_no_state),
+      cmocka_unit_test(light_steps_skip_the_pool),
+      cmocka_unit_test(reset_during_async_step),
+      cmocka_unit_test(errors_in_response_body),
       cmocka_unit_test(distributed_sgd_converges),
       cmocka_unit_test(concurrent_steps_and_reset),
       cmocka_unit_test(stopped_ps_is_unavailable),

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -349,6 +350,51 @@ static void refusals_and_bad_replies_are_reported(void **state) {
   close(lfd);
 }
 
+/* Accepts one connection, answers its first request and then never
+ * again, until the client hangs up. */
+static void *answer_once_then_hang(void *p) {
+  int lfd = *(int *)p;
+  int c = accept(lfd, NULL, NULL);
+  if (c < 0)
+    return NULL;
+  char buf[64];
+  (void)!read(c, buf, sizeof buf);
+  (void)!write(c, "29398\n", 6);
+  while (read(c, buf, sizeof buf) > 0)
+    ;
+  close(c);
+  return NULL;
+}
+
+static void kept_connection_that_hangs_times_out_once(void **state) {
+  (void)state;
+  char addr[64];
+  snprintf(addr, sizeof addr, "@mc-ports-test-once-%d", (int)getpid());
+  struct sockaddr_un sa;
+  socklen_t len;
+  MC_ASSERT_OK(mc__portserver_sockaddr(addr, &sa, &len));
+  int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+  assert_int_equal(bind(lfd, (struct sockaddr *)&sa, len), 0);
+  assert_int_equal(listen(lfd, 16), 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, answer_once_then_hang, &lfd), 0);
+  mc_pick_options o = MC_PICK_OPTIONS_INIT;
+  o.portserver_address = addr;
+  o.timeout_ms = 200;
+  int p;
+  MC_ASSERT_OK(mc_pick_unused_port_ex(&p, &o, NULL));
+  assert_int_equal(p, 29398);
+  /* The second request goes out on the kept connection and is never
+   * answered: the deadline holds, and a server that hangs is not asked
+   * again on a new connection. */
+  MC_ASSERT_ERR(mc_pick_unused_port_ex(&p, &o, NULL), MC_DEADLINE_EXCEEDED,
+                "200 ms");
+  pthread_join(th, NULL); /* the timed-out connection was closed */
+  fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
+  assert_true(accept(lfd, NULL, NULL) < 0); /* no second connection */
+  close(lfd);
+}
+
 static void random_fallback_stays_outside_the_ephemeral_range(void **state) {
   (void)state;
   int lo = 32768, hi = 60999;
@@ -397,6 +443,7 @@ int main(void) {
       cmocka_unit_test_setup(random_fallback_stays_outside_the_ephemeral_range,
                              setup),
       cmocka_unit_test_setup(refusals_and_bad_replies_are_reported, setup),
+      cmocka_unit_test_setup(kept_connection_that_hangs_times_out_once, setup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,11 +6,13 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -393,6 +395,214 @@ static void allocation_cost_does_not_grow_with_ports_held(void **state) {
   mc_portserver_free(ps);
 }
 
+/* Reads one reply line (through its newline) from fd. Returns its length
+ * without the newline, or -1 when the stream ends first. */
+static int read_line(int fd, char *buf, size_t cap) {
+  size_t got = 0;
+  while (got + 1 < cap) {
+    ssize_t n = read(fd, buf + got, 1);
+    if (n <= 0)
+      return -1;
+    if (buf[got] == '\n') {
+      buf[got] = '\0';
+      return (int)got;
+    }
+    got++;
+  }
+  return -1;
+}
+
+static int ask(int fd, const char *req, char *line, size_t cap) {
+  if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req))
+    return -1;
+  return read_line(fd, line, cap);
+}
+
+static void keeps_connections_when_asked(void **state) {
+  (void)state;
+  char addr[80], pool[32], req[64], line[64];
+  snprintf(pool, sizeof pool, "%d-%d", pool_base() + 200, pool_base() + 209);
+  mc_portserver *ps = start_server(pool, addr, sizeof addr, 300);
+  int fd = connect_to(addr);
+  assert_true(fd >= 0);
+  /* "+<pid>" (with or without leading blanks): a port, and the connection
+   * stays open for the next request. */
+  snprintf(req, sizeof req, "+%d\n", (int)getpid());
+  assert_true(ask(fd, req, line, sizeof line) > 0);
+  int first = atoi(line);
+  assert_true(first >= pool_base() + 200 && first <= pool_base() + 209);
+  snprintf(req, sizeof req, " +%d\n", (int)getpid());
+  assert_true(ask(fd, req, line, sizeof line) > 0);
+  assert_int_not_equal(atoi(line), first);
+  /* A refusal on a kept connection is "0", and the connection stays. */
+  assert_int_equal(ask(fd, "+1\n", line, sizeof line), 1);
+  assert_string_equal(line, "0");
+  /* Two requests in one write: two replies, in order. */
+  snprintf(req, sizeof req, "+%d\n+%d\n", (int)getpid(), (int)getpid());
+  assert_true(ask(fd, req, line, sizeof line) > 0);
+  int a = atoi(line);
+  assert_true(read_line(fd, line, sizeof line) > 0);
+  assert_true(a > 0 && atoi(line) > 0 && a != atoi(line));
+  /* A plain request gets portpicker's exchange: the reply, then the end. */
+  snprintf(req, sizeof req, "%d\n", (int)getpid());
+  assert_true(ask(fd, req, line, sizeof line) > 0);
+  assert_true(atoi(line) >= pool_base() + 200);
+  char b;
+  assert_int_equal(read(fd, &b, 1), 0);
+  close(fd);
+  assert_int_equal(stat_int(ps, "connections_accepted"), 1);
+  assert_int_equal(stat_int(ps, "ports_in_use"), 5);
+  assert_int_equal(stat_int(ps, "denied_invalid_pid"), 1);
+
+  /* A kept connection left idle is closed after the connection timeout,
+   * counted apart from clients that stall mid-request. */
+  fd = connect_to(addr);
+  snprintf(req, sizeof req, "+%d\n", (int)getpid());
+  assert_true(ask(fd, req, line, sizeof line) > 0);
+  struct pollfd pf = {fd, POLLIN, 0};
+  assert_int_equal(poll(&pf, 1, 10000), 1);
+  assert_int_equal(read(fd, &b, 1), 0);
+  close(fd);
+  assert_int_equal(stat_int(ps, "kept_connections_closed_idle"), 1);
+  assert_int_equal(stat_int(ps, "connection_timeouts"), 0);
+  mc_portserver_free(ps);
+}
+
+/* 1 when a TCP or UDP socket can bind port (no SO_REUSEADDR). */
+static int can_bind(int port, int type) {
+  int fd = socket(AF_INET6, type, 0);
+  struct sockaddr_in6 a;
+  memset(&a, 0, sizeof a);
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons((uint16_t)port);
+  int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+static void checks_ports_ahead_and_holds_them(void **state) {
+  (void)state;
+  int lo = pool_base() + 220, hi = lo + 7, busy = lo + 3;
+  /* Something outside the server holds one pool port. */
+  int outsider = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons((uint16_t)busy);
+  assert_int_equal(bind(outsider, (struct sockaddr *)&a, sizeof a), 0);
+  int fds = mc_test_count_fds();
+  char addr[80], pool[32];
+  snprintf(pool, sizeof pool, "%d-%d", lo, hi);
+  mc_portserver *ps = start_server(pool, addr, sizeof addr, 0);
+  /* The check-ahead thread takes the 7 free ports (the pool is smaller
+   * than its ready set) and skips the busy one. */
+  for (int i = 0; i < 1000 && stat_int(ps, "ports_checked_ahead") < 7; i++)
+    usleep(10 * 1000);
+  assert_int_equal(stat_int(ps, "ports_checked_ahead"), 7);
+  assert_int_equal(stat_int(ps, "free_ports"), 8);
+  assert_true(stat_int(ps, "busy_ports_skipped") >= 1);
+  /* Held bound from the check on: nobody else can take them meanwhile. */
+  for (int p = lo; p <= hi; p++) {
+    if (p == busy)
+      continue;
+    assert_false(can_bind(p, SOCK_STREAM));
+    assert_false(can_bind(p, SOCK_DGRAM));
+  }
+  /* Handed out released: the client binds each at once. */
+  for (int i = 0; i < 7; i++) {
+    int p = request_port(addr, getpid());
+    assert_true(p >= lo && p <= hi && p != busy);
+    assert_true(can_bind(p, SOCK_STREAM));
+    assert_true(can_bind(p, SOCK_DGRAM));
+  }
+  assert_int_equal(stat_int(ps, "allocations_checked_ahead"), 7);
+  assert_int_equal(request_port(addr, getpid()), 0);
+  assert_int_equal(stat_int(ps, "denied_pool_exhausted"), 1);
+  mc_portserver_free(ps);
+  assert_int_equal(mc_test_count_fds(), fds);
+  close(outsider);
+  for (int p = lo; p <= hi; p++)
+    assert_true(can_bind(p, SOCK_STREAM) && can_bind(p, SOCK_DGRAM));
+}
+
+static int owner_of(mc_portserver *ps, int port) {
+  json_t *j = stats(ps);
+  json_t *o;
+  size_t i;
+  int pid = 0;
+  json_array_foreach(json_object_get(j, "in_use_by_pid"), i, o) {
+    json_t *v;
+    size_t k;
+    json_array_foreach(json_object_get(o, "ports"), k, v) {
+      if (json_integer_value(v) == port)
+        pid = (int)json_integer_value(json_object_get(o, "pid"));
+    }
+  }
+  json_decref(j);
+  return pid;
+}
+
+static void client_keeps_one_connection(void **state) {
+  (void)state;
+  char addr[80], pool[32];
+  snprintf(pool, sizeof pool, "%d-%d", pool_base() + 240, pool_base() + 259);
+  mc_portserver *ps = start_server(pool, addr, sizeof addr, 0);
+  mc_pick_options o = MC_PICK_OPTIONS_INIT;
+  o.portserver_address = addr;
+  int got[5];
+  for (int i = 0; i < 5; i++) {
+    MC_ASSERT_OK(mc_pick_unused_port_ex(&got[i], &o, NULL));
+    for (int k = 0; k < i; k++)
+      assert_int_not_equal(got[i], got[k]);
+  }
+  assert_int_equal(stat_int(ps, "connections_accepted"), 1);
+  assert_int_equal(stat_int(ps, "open_connections"), 1);
+
+  /* A forked child does not talk on its parent's connection: the server
+   * sees the child itself asking. */
+  int res[2], go[2];
+  assert_int_equal(pipe(res), 0);
+  assert_int_equal(pipe(go), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    int p = 0;
+    if (mc_pick_unused_port_ex(&p, &o, NULL) != MC_OK)
+      p = -1;
+    (void)!write(res[1], &p, sizeof p);
+    char b;
+    (void)!read(go[0], &b, 1);
+    _exit(0);
+  }
+  int cp = 0;
+  assert_int_equal(read(res[0], &cp, sizeof cp), sizeof cp);
+  assert_true(cp >= pool_base() + 240);
+  assert_int_equal(owner_of(ps, cp), child);
+  assert_int_equal(stat_int(ps, "allocations_for_other_pid"), 0);
+  assert_int_equal(stat_int(ps, "connections_accepted"), 2);
+  (void)!write(go[1], "x", 1);
+  int status;
+  waitpid(child, &status, 0);
+  close(res[0]);
+  close(res[1]);
+  close(go[0]);
+  close(go[1]);
+
+  /* The server restarts on the same address: the kept connection is dead;
+   * the next pick asks the new server on a new one. */
+  mc_portserver_free(ps);
+  mc_portserver_options so = MC_PORTSERVER_OPTIONS_INIT;
+  so.address = addr;
+  so.static_pool = pool;
+  MC_ASSERT_OK(mc_portserver_new(&ps, &so));
+  MC_ASSERT_OK(mc_portserver_start(ps));
+  int p;
+  MC_ASSERT_OK(mc_pick_unused_port_ex(&p, &o, NULL));
+  assert_int_equal(owner_of(ps, p), getpid());
+  assert_int_equal(stat_int(ps, "connections_accepted"), 1);
+  mc_portserver_free(ps);
+}
+
 static void socket_files_live_stale_and_foreign(void **state) {
   (void)state;
   char dir[] = "/tmp/mc-portserver-test-XXXXXX";
@@ -565,6 +775,9 @@ int main(void) {
       cmocka_unit_test(allocation_cost_does_not_grow_with_ports_held),
       cmocka_unit_test(socket_files_live_stale_and_foreign),
       cmocka_unit_test(stats_text_and_json),
+      cmocka_unit_test(keeps_connections_when_asked),
+      cmocka_unit_test(checks_ports_ahead_and_holds_them),
+      cmocka_unit_test(client_keeps_one_connection),
       cmocka_unit_test(server_thread_takes_no_signals),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -108,6 +108,31 @@ static void h_relay(mc_rpc_call *call, const ProtobufCMessage *req, void *a) {
     protobuf_c_message_free_unpacked(out, NULL);
 }
 
+typedef struct deferred {
+  mc_rpc_call *call;
+  const ProtobufCMessage *req;
+} deferred;
+
+static void relay_on_pool(void *arg) {
+  deferred *d = arg;
+  mc__rpc_set_caller(mc__rpc_server_name(mc__rpc_call_server(d->call)));
+  h_relay(d->call, d->req, NULL);
+  free(d);
+}
+
+/* Non-blocking: hands the relay (a blocking client call) to the pool. */
+static void h_defer_relay(mc_rpc_call *call, const ProtobufCMessage *req,
+                          void *a) {
+  (void)a;
+  deferred *d = malloc(sizeof *d);
+  d->call = call;
+  d->req = req;
+  if (mc__rpc_run_blocking(relay_on_pool, d) != MC_OK) {
+    free(d);
+    mc__rpc_call_reply(call, NULL, MC_INTERNAL, "run_blocking failed");
+  }
+}
+
 /* Blocking pair: Wait returns OK only if Signal runs while it waits (at
  * most 5 s), so the pool must run both at once. */
 static pthread_mutex_t pair_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -151,6 +176,7 @@ static const mc_rpc_method methods[] = {
     {"/t.T/Wait", REQ_DESC, RESP_DESC, h_wait, 1},
     {"/t.T/BadRelay", REQ_DESC, RESP_DESC, h_relay, 0},
     {"/t.T/Signal", REQ_DESC, RESP_DESC, h_signal, 1},
+    {"/t.T/DeferRelay", REQ_DESC, RESP_DESC, h_defer_relay, 0},
 };
 #define NUM_METHODS (sizeof methods / sizeof methods[0])
 
@@ -254,6 +280,32 @@ static void test_basic_and_errors(void **state) {
   mc__rpc_server_free(other);
 
   mc__rpc_channel_release(ch);
+  mc__rpc_server_free(s);
+}
+
+/* A non-blocking handler hands blocking work to the pool, which may make
+ * blocking client calls (the same call fails FAILED_PRECONDITION inline,
+ * see BadRelay) and replies from there. */
+static void test_run_blocking(void **state) {
+  (void)state;
+  mc_rpc_server *s = start_server("/job:t/task:0");
+  mc_rpc_server *other = start_server("/job:ps/task:3");
+  mc_rpc_channel *ch = channel_to(s);
+  char target[64];
+  snprintf(target, sizeof target, "localhost:%d", mc__rpc_server_port(other));
+  uint64_t before = mc__rpc_pool_count();
+  int st = -1;
+  MC_ASSERT_OK(call(ch, "/t.T/DeferRelay", target, 5000, &st));
+  assert_int_equal(st, 1);
+  assert_string_equal(seen(), "/job:t/task:0");
+  assert_true(mc__rpc_pool_count() == before + 1);
+  /* Non-blocking handlers do not go through the pool. */
+  MC_ASSERT_OK(call(ch, "/t.T/Check", "", 5000, &st));
+  assert_true(mc__rpc_pool_count() == before + 1);
+  MC_ASSERT_ERR(mc__rpc_run_blocking(NULL, NULL), MC_INVALID_ARGUMENT,
+                "fn is NULL");
+  mc__rpc_channel_release(ch);
+  mc__rpc_server_free(other);
   mc__rpc_server_free(s);
 }
 
@@ -529,6 +581,7 @@ static void test_teardown_releases_threads(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_basic_and_errors),
+      cmocka_unit_test(test_run_blocking),
       cmocka_unit_test(test_bad_arguments),
       cmocka_unit_test(test_port_in_use),
       cmocka_unit_test(test_stop_with_call_in_flight),

@@ -12,8 +12,11 @@
  * The port server (`minicluster portserver`, or mc_portserver_* in-process)
  * speaks portpicker's protocol byte for byte: the client sends "<pid>\n" on a
  * Unix stream socket and reads "<port>\n", or an empty reply when refused.
- * Two requests are extensions that portpicker's own server ignores: "stats\n"
- * (a JSON reply) and "return <port>\n" ("ok\n" when taken back).
+ * Extensions: "+<pid>\n" keeps the connection open for more requests
+ * (portpicker's server reads it as "<pid>\n" and closes as usual; ours
+ * answers a refusal there with "0\n"); "stats\n" (a JSON reply) and
+ * "return <port>\n" ("ok\n" when taken back), which portpicker's server
+ * ignores. mc_pick_unused_port keeps one such connection per process.
  *
  * Binding port 0 in your own process is still race-free and cheaper; pick a
  * port only when another process must bind it. See docs/ports.md for what
