@@ -37,6 +37,14 @@ typedef struct ctask {
   mc_rpc_channel *ch;
   pthread_t thread;
   int started, done, removed;
+  /* The task's GetElement in flight (at most one), completed by on_answer
+   * under fmu. */
+  pthread_mutex_t fmu;
+  pthread_cond_t fcv;
+  int answered;
+  mc_code code;
+  char message[512];
+  mc_rpc_payload *payload;
 } ctask;
 
 typedef struct qnode {
@@ -129,6 +137,53 @@ static mc_code decode_response(const mc_rpc_payload *p, qnode **first,
   return rc;
 }
 
+static void on_answer(void *arg, mc_code code, const char *message,
+                      mc_rpc_payload *p) {
+  ctask *ct = arg;
+  pthread_mutex_lock(&ct->fmu);
+  ct->code = code;
+  snprintf(ct->message, sizeof ct->message, "%s", message ? message : "");
+  ct->payload = p;
+  ct->answered = 1;
+  pthread_cond_signal(&ct->fcv);
+  pthread_mutex_unlock(&ct->fmu);
+}
+
+/* Sends the task's GetElement; 1 when it is in flight. */
+static int ask(ctask *ct, const Tensorflow__Data__GetElementRequest *req) {
+  pthread_mutex_lock(&ct->fmu);
+  ct->answered = 0;
+  pthread_mutex_unlock(&ct->fmu);
+  return mc__rpc_unary_bytes_async(
+             ct->ch, "/tensorflow.data.WorkerService/GetElement", &req->base,
+             GET_ELEMENT_MS, on_answer, ct) == MC_OK;
+}
+
+/* Waits for the answer to ask(): its code (message in ct->message) and, on
+ * MC_OK, its payload. */
+static mc_code await_answer(ctask *ct, mc_rpc_payload **p) {
+  pthread_mutex_lock(&ct->fmu);
+  while (!ct->answered)
+    pthread_cond_wait(&ct->fcv, &ct->fmu);
+  *p = ct->payload;
+  ct->payload = NULL;
+  mc_code code = ct->code;
+  pthread_mutex_unlock(&ct->fmu);
+  return code;
+}
+
+/* 1 while the task should fetch and the queue has room; with wait, waits
+ * for room first. */
+static int has_room(ctask *ct, size_t cap, int wait) {
+  mc_data_iterator *it = ct->it;
+  pthread_mutex_lock(&it->mu);
+  while (wait && !it->stop && !ct->removed && it->qlen >= cap * it->ntasks)
+    pthread_cond_wait(&it->cv, &it->mu);
+  int room = !it->stop && !ct->removed && it->qlen < cap * it->ntasks;
+  pthread_mutex_unlock(&it->mu);
+  return room;
+}
+
 static void *fetch_main(void *arg) {
   ctask *ct = arg;
   mc_data_iterator *it = ct->it;
@@ -138,20 +193,29 @@ static void *fetch_main(void *arg) {
   req.task_id = ct->id;
   req.max_elements = 64;
   useconds_t backoff = RETRY_FIRST_US;
+  int pending = 0;
   for (;;) {
-    pthread_mutex_lock(&it->mu);
-    while (!it->stop && !ct->removed && it->qlen >= cap * it->ntasks)
-      pthread_cond_wait(&it->cv, &it->mu);
-    int quit = it->stop || ct->removed;
-    pthread_mutex_unlock(&it->mu);
-    if (quit)
-      break;
+    if (!pending) {
+      if (!has_room(ct, cap, 1))
+        break;
+      if (!ask(ct, &req)) {
+        pthread_mutex_lock(&it->mu);
+        set_err(it, mc_error_last()->code, mc_error_last()->message);
+        pthread_mutex_unlock(&it->mu);
+        break;
+      }
+    }
     mc_rpc_payload *msg = NULL;
-    mc_code rc =
-        mc__rpc_unary_bytes(ct->ch, "/tensorflow.data.WorkerService/GetElement",
-                            &req.base, GET_ELEMENT_MS, &msg);
+    mc_code rc = await_answer(ct, &msg);
+    pending = 0;
     if (rc == MC_OK) {
       backoff = RETRY_FIRST_US;
+      /* Ask for the next batch before decoding this one, so that the
+       * worker's reply and its transfer overlap the decode. Still one
+       * request in flight per task, sent after this one was answered, so
+       * the worker's elements keep their order. */
+      if (has_room(ct, cap, 0))
+        pending = ask(ct, &req);
       int eos = 0;
       qnode *first = NULL, *last = NULL;
       size_t nnodes = 0;
@@ -193,12 +257,19 @@ static void *fetch_main(void *arg) {
       continue;
     }
     pthread_mutex_lock(&it->mu);
-    char m[600];
+    char m[700];
     snprintf(m, sizeof m, "task %lld on %s: %s", (long long)ct->id, ct->address,
-             mc_error_last()->message);
+             ct->message);
     set_err(it, rc, m);
     pthread_mutex_unlock(&it->mu);
     break;
+  }
+  /* A request sent ahead of an end, an error or a stop: its answer (an
+   * end again, or elements nobody will read) is dropped. */
+  if (pending) {
+    mc_rpc_payload *msg = NULL;
+    await_answer(ct, &msg);
+    mc__rpc_payload_free(msg);
   }
   return NULL;
 }
@@ -222,6 +293,8 @@ static mc_code add_ctask(mc_data_iterator *it,
     free(ct);
     return rc;
   }
+  pthread_mutex_init(&ct->fmu, NULL);
+  pthread_cond_init(&ct->fcv, NULL);
   it->tasks[it->ntasks++] = ct;
   if (pthread_create(&ct->thread, NULL, fetch_main, ct) != 0)
     return mc__error_set(MC_RESOURCE_EXHAUSTED, "cannot start a fetch thread");
@@ -380,6 +453,8 @@ void mc_data_iterator_free(mc_data_iterator *it) {
     if (ct->started)
       pthread_join(ct->thread, NULL);
     mc__rpc_channel_release(ct->ch);
+    pthread_mutex_destroy(&ct->fmu);
+    pthread_cond_destroy(&ct->fcv);
     free(ct->address);
     free(ct);
   }
