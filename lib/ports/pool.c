@@ -372,17 +372,18 @@ json_t *mc__pool_stats_json(mc_portserver *ps) {
   }
 #define I(x) ((json_int_t)(x))
   return json_pack(
-      "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:"
+      "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:"
+      "I,s:"
       "I,"
       "s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
       "address", ps->address, "num_ports_managed", I(ps->pool_size),
       "free_ports", I(ps->qlen + ps->n_ready + ps->n_checking),
       "ports_checked_ahead", I(ps->n_ready), "allocations_checked_ahead",
-      I(ps->st.from_ready), "ports_in_use", I(ps->n_held),
-      "owners_alive", I(ps->n_owners), "in_use_by_pid", owners,
-      "total_allocations", I(ps->st.allocations), "denied_allocations",
-      I(ps->st.denied), "denied_invalid_pid", I(ps->st.denied_pid),
-      "denied_dead_pid", I(ps->st.denied_dead), "denied_pool_exhausted",
+      I(ps->st.from_ready), "ports_in_use", I(ps->n_held), "owners_alive",
+      I(ps->n_owners), "in_use_by_pid", owners, "total_allocations",
+      I(ps->st.allocations), "denied_allocations", I(ps->st.denied),
+      "denied_invalid_pid", I(ps->st.denied_pid), "denied_dead_pid",
+      I(ps->st.denied_dead), "denied_pool_exhausted",
       I(ps->st.denied_exhausted), "client_request_errors",
       I(ps->st.request_errors), "reclaimed_ports", I(ps->st.reclaimed),
       "pid_reuse_detected", I(ps->st.pid_reuse), "returned_ports",
