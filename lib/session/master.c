@@ -28,6 +28,9 @@ typedef struct reg_plan {
   mc__plan *plan;
   char **handles;         /* per partition */
   mc_rpc_channel **chans; /* per partition */
+  /* This task's partition, if any, never waits (no _Recv, no compute), so
+   * the plan's steps may run without blocking. */
+  int nowait;
   struct reg_plan *next;
 } reg_plan;
 
@@ -355,6 +358,18 @@ static mc_code register_plan(msession *s, reg_plan *rp, int64_t timeout_ms) {
   return rc;
 }
 
+/* The index of this task's partition in the plan, or nparts when it has
+ * none or no worker service (its partition is then reached by RPC like
+ * the others). */
+static size_t local_part(const mc__master *m, const mc__plan *plan,
+                         const mc__worker *self) {
+  for (size_t i = 0; self != NULL && i < plan->nparts; i++)
+    if (plan->parts[i].task == m->task->index &&
+        strcmp(plan->parts[i].job, m->task->job) == 0)
+      return i;
+  return plan->nparts;
+}
+
 /* The registered plan for the request's signature, planning and
  * registering it on first use. Borrowed from the session. */
 static mc_code get_plan(mc__master *m, msession *s,
@@ -398,6 +413,11 @@ static mc_code get_plan(mc__master *m, msession *s,
   if (rc == MC_OK)
     rc = register_plan(s, rp, timeout_ms);
   if (rc == MC_OK) {
+    mc__worker *self = mc__worker_of_task(m->task);
+    size_t l = local_part(m, rp->plan, self);
+    rp->nowait = l == rp->plan->nparts ||
+                 (rp->handles[l] != NULL &&
+                  mc__worker_graph_is_light(self, rp->handles[l]));
     rp->next = s->plans;
     s->plans = rp;
     *out = rp;
@@ -509,13 +529,7 @@ static mc__step_result *step_new(mc__master *m, msession *s, reg_plan *rp,
   st->timeout = timeout;
   st->deadline = mc__now_ms() + timeout;
   st->step_id = (int64_t)(atomic_fetch_add(&m->next_step, 1) & INT64_MAX);
-  /* Without a worker service here, this task's partition (if any) is
-   * reached by RPC like the others. */
-  st->local_part = rp->plan->nparts;
-  for (size_t i = 0; self != NULL && i < rp->plan->nparts; i++)
-    if (rp->plan->parts[i].task == m->task->index &&
-        strcmp(rp->plan->parts[i].job, m->task->job) == 0)
-      st->local_part = i;
+  st->local_part = local_part(m, rp->plan, self);
   st->b->on_error = abort_step;
   st->b->ctx = st;
   return st;
@@ -713,17 +727,11 @@ int mc__master_run_step_async(mc__master *m,
   }
   free(sig);
   /* This task's partition runs on the calling thread: only one that never
-   * waits (no _Recv, no compute) may. */
+   * waits may. */
   mc__worker *self = mc__worker_of_task(m->task);
   mc__step_result *st = NULL;
-  if (rp != NULL)
+  if (rp != NULL && rp->nowait)
     st = step_new(m, s, rp, req, step_timeout(s, req, call_timeout_ms), self);
-  if (st != NULL && st->local_part < rp->plan->nparts &&
-      (rp->handles[st->local_part] == NULL ||
-       !mc__worker_graph_is_light(self, rp->handles[st->local_part]))) {
-    mc__master_run_step_release(NULL, st);
-    st = NULL;
-  }
   if (st == NULL) {
     session_unref_nowait(m, s);
     return 0;

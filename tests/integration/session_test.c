@@ -256,8 +256,10 @@ static void expect_v(mc_session *s, const char *fetch, double a, double b) {
 /* A step whose partitions never wait (a ps variable read, a Const on the
  * master's task) is answered from the completion-queue thread that
  * completes it, with no hand-off to the blocking pool; a step that computes
- * on the master's task still runs on the pool. The async form keeps the
- * step's deadline: a dropped RunGraph fails it with DEADLINE_EXCEEDED. */
+ * on the master's task still runs on the pool. That is decided per plan
+ * (per signature), also for nodes added by ExtendSession. The async form
+ * keeps the step's deadline: a dropped RunGraph fails it with
+ * DEADLINE_EXCEEDED. */
 static void light_steps_skip_the_pool(void **state) {
   (void)state;
   mc_graph *g = light_and_compute_graph();
@@ -283,6 +285,23 @@ static void light_steps_skip_the_pool(void **state) {
   }
   assert_int_equal(mc__rpc_pool_count(), before);
   expect_v(s, "lc_neg", -3, -4);
+  assert_true(mc__rpc_pool_count() > before);
+
+  /* Nodes added later get plans of their own, each with its own path:
+   * an Identity on the ps never waits, a Square on the master computes. */
+  mc_graph *more;
+  MC_ASSERT_OK(mc_graph_new(&more));
+  op(more, "lc_id", "Identity", IN("lc_v"), 1, "/job:ps/task:0");
+  op(more, "lc_sq", "Square", IN("lc_v"), 1, "/job:worker/task:0");
+  MC_ASSERT_OK(mc_session_extend(s, more));
+  mc_graph_free(more);
+  expect_v(s, "lc_id", 3, 4);
+  expect_v(s, "lc_sq", 9, 16);
+  before = mc__rpc_pool_count();
+  expect_v(s, "lc_id", 3, 4);
+  expect_v(s, "lc_v", 3, 4);
+  assert_int_equal(mc__rpc_pool_count(), before);
+  expect_v(s, "lc_sq", 9, 16);
   assert_true(mc__rpc_pool_count() > before);
 
   mc__rpc_set_interceptor(drop_ps0_rungraph, NULL);
