@@ -6,6 +6,7 @@
 #include "core/status.h"
 #include "data/dataset.h"
 #include "data/dispatcher_state.h"
+#include "data/element_wire.h"
 #include "data_dispatcher.pb-c.h"
 #include "data_worker.pb-c.h"
 #include "rpc/rpc.h"
@@ -31,13 +32,7 @@
 /* Per-call deadline of calls to the dispatcher. */
 #define DISPATCHER_CALL_MS 5000
 
-typedef struct welem {
-  uint8_t **bufs;
-  size_t *lens;
-  size_t n;
-  int64_t index;
-  size_t bytes;
-} welem;
+typedef mc__wire_element welem;
 
 typedef struct wtask wtask;
 
@@ -78,54 +73,7 @@ struct wtask {
 };
 
 static void welem_free(welem *e) {
-  for (size_t i = 0; i < e->n; i++)
-    free(e->bufs[i]);
-  free(e->bufs);
-  free(e->lens);
-  memset(e, 0, sizeof *e);
-}
-
-static void fill_ue(Tensorflow__Data__UncompressedElement *ue,
-                    ProtobufCBinaryData *comps, const welem *e) {
-  tensorflow__data__uncompressed_element__init(ue);
-  size_t n = e->n < 64 ? e->n : 64;
-  for (size_t i = 0; i < n; i++) {
-    comps[i].data = e->bufs[i];
-    comps[i].len = e->lens[i];
-  }
-  ue->n_components = n;
-  ue->components = comps;
-}
-
-/* Replies with es[0] and, in more_elements, es[1..n). */
-static void reply_elems(mc_rpc_call *call, welem *es, size_t n) {
-  Tensorflow__Data__UncompressedElement ues[64];
-  Tensorflow__Data__UncompressedElement *more[64];
-  if (n > 64)
-    n = 64;
-  ProtobufCBinaryData(*comps)[64] = calloc(n > 0 ? n : 1, sizeof *comps);
-  if (comps == NULL) {
-    mc__rpc_call_reply(call, NULL, MC_RESOURCE_EXHAUSTED, "out of memory");
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
-    fill_ue(&ues[i], comps[i], &es[i]);
-    more[i] = &ues[i];
-  }
-  Tensorflow__Data__GetElementResponse resp =
-      TENSORFLOW__DATA__GET_ELEMENT_RESPONSE__INIT;
-  resp.element_case =
-      TENSORFLOW__DATA__GET_ELEMENT_RESPONSE__ELEMENT_UNCOMPRESSED;
-  resp.uncompressed = &ues[0];
-  resp.element_index = es[0].index;
-  resp.n_more_elements = n - 1;
-  resp.more_elements = more + 1;
-  mc__rpc_call_reply(call, &resp.base, MC_OK, NULL);
-  free(comps);
-}
-
-static void reply_elem(mc_rpc_call *call, welem *e) {
-  reply_elems(call, e, 1);
+  mc__wire_element_clear(e);
 }
 
 /* An empty response: neither an element nor the end; the client asks
@@ -238,8 +186,7 @@ static void *producer_main(void *arg) {
       rc = mc_dataset_iterator_next(it, &e, &eos);
     welem we = {0};
     if (rc == MC_OK && !eos) {
-      rc = mc__element_to_protos(&e, &we.bufs, &we.lens);
-      we.n = e.num_components;
+      rc = mc__wire_element_encode(&e, &we);
       mc_element_clear(&e);
     }
     pthread_mutex_lock(&w->mu);
@@ -266,8 +213,6 @@ static void *producer_main(void *arg) {
       break;
     }
     we.index = t->next_index++;
-    for (size_t i = 0; i < we.n; i++)
-      we.bytes += we.lens[i];
     while ((t->qlen == QUEUE_CAP || t->qbytes >= QUEUE_BYTES) && !t->stop &&
            t->nwait == 0)
       pthread_cond_wait(&t->cv, &w->mu);
@@ -281,7 +226,7 @@ static void *producer_main(void *arg) {
       memmove(t->waiters, t->waiters + 1, (t->nwait - 1) * sizeof *t->waiters);
       t->nwait--;
       pthread_mutex_unlock(&w->mu);
-      reply_elem(c, &we);
+      mc__wire_reply_elements(c, &we, 1);
       welem_free(&we);
       continue;
     }
@@ -337,7 +282,7 @@ static void h_get_element(mc_rpc_call *call, const ProtobufCMessage *msg,
     }
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&w->mu);
-    reply_elems(call, es, n);
+    mc__wire_reply_elements(call, es, n);
     for (size_t i = 0; i < n; i++)
       welem_free(&es[i]);
     return;

@@ -6,7 +6,7 @@
  */
 #include "core/status.h"
 #include "data/dataset.h"
-#include "data/element_codec.h"
+#include "data/element_wire.h"
 #include "data/dispatcher_state.h"
 #include "data_dispatcher.pb-c.h"
 #include "data_worker.pb-c.h"
@@ -23,7 +23,12 @@
 /* Deadline of one GetElement; the worker answers "nothing yet" well before
  * it (see PARK_MARGIN_MS in data_worker.c). */
 #define GET_ELEMENT_MS 10000
+/* Retries of a failed GetElement wait 1 ms, then twice as long each time up
+ * to this: the usual failure is a reader faster than the dispatcher's
+ * ProcessTask push (NOT_FOUND for a millisecond or two), which a fixed 20 ms
+ * sleep turned into 20 ms before the first element. */
 #define RETRY_SLEEP_US 20000
+#define RETRY_FIRST_US 1000
 
 typedef struct ctask {
   mc_data_iterator *it;
@@ -32,6 +37,14 @@ typedef struct ctask {
   mc_rpc_channel *ch;
   pthread_t thread;
   int started, done, removed;
+  /* The task's GetElement in flight (at most one), completed by on_answer
+   * under fmu. */
+  pthread_mutex_t fmu;
+  pthread_cond_t fcv;
+  int answered;
+  mc_code code;
+  char message[512];
+  mc_rpc_payload *payload;
 } ctask;
 
 typedef struct qnode {
@@ -89,25 +102,86 @@ static mc_code disp_call(mc_data_iterator *it, const char *method,
   }
 }
 
-static mc_code parse_element(const Tensorflow__Data__UncompressedElement *ue,
-                             mc_element *out) {
-  size_t n = ue->n_components;
-  mc_tensor **t = calloc(n + 1, sizeof *t);
-  if (t == NULL)
+/* Decodes a GetElementResponse into a list of queue nodes. */
+static mc_code decode_response(const mc_rpc_payload *p, qnode **first,
+                               qnode **last, size_t *nnodes, int *eos) {
+  size_t np = mc__rpc_payload_num_parts(p);
+  mc_rpc_bytes *parts = malloc((np > 0 ? np : 1) * sizeof *parts);
+  if (parts == NULL)
     return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
+  for (size_t i = 0; i < np; i++)
+    parts[i] = mc__rpc_payload_part(p, i);
+  mc_element *es = NULL;
+  size_t n = 0;
+  mc_code rc = mc__wire_response_decode(parts, np, &es, &n, eos);
+  free(parts);
+  *first = *last = NULL;
+  *nnodes = 0;
   for (size_t i = 0; i < n; i++) {
-    mc_code rc =
-        mc__tensor_decode(ue->components[i].data, ue->components[i].len, &t[i]);
-    if (rc != MC_OK) {
-      for (size_t k = 0; k < i; k++)
-        mc_tensor_free(t[k]);
-      free(t);
-      return mc__error_prefix("element component %zu: ", i);
+    qnode *node = rc == MC_OK ? calloc(1, sizeof *node) : NULL;
+    if (node == NULL) {
+      if (rc == MC_OK)
+        rc = mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
+      mc_element_clear(&es[i]);
+      continue;
     }
+    node->e = es[i];
+    if (*last)
+      (*last)->next = node;
+    else
+      *first = node;
+    *last = node;
+    (*nnodes)++;
   }
-  mc_code rc = mc_element_take(out, t, n);
-  free(t);
+  free(es);
   return rc;
+}
+
+static void on_answer(void *arg, mc_code code, const char *message,
+                      mc_rpc_payload *p) {
+  ctask *ct = arg;
+  pthread_mutex_lock(&ct->fmu);
+  ct->code = code;
+  snprintf(ct->message, sizeof ct->message, "%s", message ? message : "");
+  ct->payload = p;
+  ct->answered = 1;
+  pthread_cond_signal(&ct->fcv);
+  pthread_mutex_unlock(&ct->fmu);
+}
+
+/* Sends the task's GetElement; 1 when it is in flight. */
+static int ask(ctask *ct, const Tensorflow__Data__GetElementRequest *req) {
+  pthread_mutex_lock(&ct->fmu);
+  ct->answered = 0;
+  pthread_mutex_unlock(&ct->fmu);
+  return mc__rpc_unary_bytes_async(
+             ct->ch, "/tensorflow.data.WorkerService/GetElement", &req->base,
+             GET_ELEMENT_MS, on_answer, ct) == MC_OK;
+}
+
+/* Waits for the answer to ask(): its code (message in ct->message) and, on
+ * MC_OK, its payload. */
+static mc_code await_answer(ctask *ct, mc_rpc_payload **p) {
+  pthread_mutex_lock(&ct->fmu);
+  while (!ct->answered)
+    pthread_cond_wait(&ct->fcv, &ct->fmu);
+  *p = ct->payload;
+  ct->payload = NULL;
+  mc_code code = ct->code;
+  pthread_mutex_unlock(&ct->fmu);
+  return code;
+}
+
+/* 1 while the task should fetch and the queue has room; with wait, waits
+ * for room first. */
+static int has_room(ctask *ct, size_t cap, int wait) {
+  mc_data_iterator *it = ct->it;
+  pthread_mutex_lock(&it->mu);
+  while (wait && !it->stop && !ct->removed && it->qlen >= cap * it->ntasks)
+    pthread_cond_wait(&it->cv, &it->mu);
+  int room = !it->stop && !ct->removed && it->qlen < cap * it->ntasks;
+  pthread_mutex_unlock(&it->mu);
+  return room;
 }
 
 static void *fetch_main(void *arg) {
@@ -118,48 +192,35 @@ static void *fetch_main(void *arg) {
       TENSORFLOW__DATA__GET_ELEMENT_REQUEST__INIT;
   req.task_id = ct->id;
   req.max_elements = 64;
+  useconds_t backoff = RETRY_FIRST_US;
+  int pending = 0;
   for (;;) {
-    pthread_mutex_lock(&it->mu);
-    while (!it->stop && !ct->removed && it->qlen >= cap * it->ntasks)
-      pthread_cond_wait(&it->cv, &it->mu);
-    int quit = it->stop || ct->removed;
-    pthread_mutex_unlock(&it->mu);
-    if (quit)
-      break;
-    ProtobufCMessage *msg = NULL;
-    mc_code rc = mc__rpc_unary(
-        ct->ch, "/tensorflow.data.WorkerService/GetElement", &req.base,
-        &tensorflow__data__get_element_response__descriptor, GET_ELEMENT_MS,
-        &msg);
+    if (!pending) {
+      if (!has_room(ct, cap, 1))
+        break;
+      if (!ask(ct, &req)) {
+        pthread_mutex_lock(&it->mu);
+        set_err(it, mc_error_last()->code, mc_error_last()->message);
+        pthread_mutex_unlock(&it->mu);
+        break;
+      }
+    }
+    mc_rpc_payload *msg = NULL;
+    mc_code rc = await_answer(ct, &msg);
+    pending = 0;
     if (rc == MC_OK) {
-      Tensorflow__Data__GetElementResponse *r =
-          (Tensorflow__Data__GetElementResponse *)msg;
-      int eos = r->end_of_sequence;
+      backoff = RETRY_FIRST_US;
+      /* Ask for the next batch before decoding this one, so that the
+       * worker's reply and its transfer overlap the decode. Still one
+       * request in flight per task, sent after this one was answered, so
+       * the worker's elements keep their order. */
+      if (has_room(ct, cap, 0))
+        pending = ask(ct, &req);
+      int eos = 0;
       qnode *first = NULL, *last = NULL;
       size_t nnodes = 0;
-      if (r->element_case ==
-          TENSORFLOW__DATA__GET_ELEMENT_RESPONSE__ELEMENT_UNCOMPRESSED) {
-        for (size_t i = 0; rc == MC_OK && i <= r->n_more_elements; i++) {
-          qnode *node = calloc(1, sizeof *node);
-          if (node == NULL) {
-            rc = mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
-            break;
-          }
-          rc = parse_element(i == 0 ? r->uncompressed : r->more_elements[i - 1],
-                             &node->e);
-          if (rc != MC_OK) {
-            free(node);
-            break;
-          }
-          if (last)
-            last->next = node;
-          else
-            first = node;
-          last = node;
-          nnodes++;
-        }
-      }
-      protobuf_c_message_free_unpacked(msg, NULL);
+      rc = decode_response(msg, &first, &last, &nnodes, &eos);
+      mc__rpc_payload_free(msg);
       pthread_mutex_lock(&it->mu);
       if (rc != MC_OK) {
         set_err(it, rc, mc_error_last()->message);
@@ -191,16 +252,24 @@ static void *fetch_main(void *arg) {
     /* The worker may be restarting, not have the task yet, or be gone:
      * retry until the dispatcher drops the task (worker_timeout_ms). */
     if (mc__data_retryable(rc) || rc == MC_NOT_FOUND) {
-      usleep(RETRY_SLEEP_US);
+      usleep(backoff);
+      backoff = backoff * 2 < RETRY_SLEEP_US ? backoff * 2 : RETRY_SLEEP_US;
       continue;
     }
     pthread_mutex_lock(&it->mu);
-    char m[600];
+    char m[700];
     snprintf(m, sizeof m, "task %lld on %s: %s", (long long)ct->id, ct->address,
-             mc_error_last()->message);
+             ct->message);
     set_err(it, rc, m);
     pthread_mutex_unlock(&it->mu);
     break;
+  }
+  /* A request sent ahead of an end, an error or a stop: its answer (an
+   * end again, or elements nobody will read) is dropped. */
+  if (pending) {
+    mc_rpc_payload *msg = NULL;
+    await_answer(ct, &msg);
+    mc__rpc_payload_free(msg);
   }
   return NULL;
 }
@@ -224,6 +293,8 @@ static mc_code add_ctask(mc_data_iterator *it,
     free(ct);
     return rc;
   }
+  pthread_mutex_init(&ct->fmu, NULL);
+  pthread_cond_init(&ct->fcv, NULL);
   it->tasks[it->ntasks++] = ct;
   if (pthread_create(&ct->thread, NULL, fetch_main, ct) != 0)
     return mc__error_set(MC_RESOURCE_EXHAUSTED, "cannot start a fetch thread");
@@ -382,6 +453,8 @@ void mc_data_iterator_free(mc_data_iterator *it) {
     if (ct->started)
       pthread_join(ct->thread, NULL);
     mc__rpc_channel_release(ct->ch);
+    pthread_mutex_destroy(&ct->fmu);
+    pthread_cond_destroy(&ct->fcv);
     free(ct->address);
     free(ct);
   }

@@ -34,10 +34,11 @@ static int fast_dtype(mc_dtype d) {
          d == MC_DT_INT64;
 }
 
-mc_code mc__tensor_encode(const mc_tensor *t, uint8_t **buf, size_t *len) {
+/* The TensorProto of a dense numeric tensor up to and including the
+ * tensor_content key and length, with room for extra bytes after it. */
+static mc_code encode_head(const mc_tensor *t, size_t extra, uint8_t **buf,
+                           size_t *len) {
   mc_dtype dt = mc_tensor_dtype(t);
-  if (!fast_dtype(dt))
-    return mc_tensor_to_proto_bytes(t, buf, len);
   int rank = mc_tensor_rank(t);
   size_t shape_len = 0;
   for (int i = 0; i < rank; i++) {
@@ -46,7 +47,7 @@ mc_code mc__tensor_encode(const mc_tensor *t, uint8_t **buf, size_t *len) {
   }
   size_t nbytes = mc_tensor_byte_size(t);
   size_t total = 1 + varint_len((uint64_t)dt) + 1 + varint_len(shape_len) +
-                 shape_len + 1 + varint_len(nbytes) + nbytes;
+                 shape_len + 1 + varint_len(nbytes) + extra;
   uint8_t *b = malloc(total);
   if (b == NULL)
     return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory for %zu bytes",
@@ -65,11 +66,31 @@ mc_code mc__tensor_encode(const mc_tensor *t, uint8_t **buf, size_t *len) {
   }
   b[o++] = 0x22; /* tensor_content */
   o += put_varint(b + o, nbytes);
-  if (nbytes > 0)
-    memcpy(b + o, mc_tensor_data(t), nbytes);
   *buf = b;
-  *len = o + nbytes;
+  *len = o;
   return MC_OK;
+}
+
+mc_code mc__tensor_encode(const mc_tensor *t, uint8_t **buf, size_t *len) {
+  if (!fast_dtype(mc_tensor_dtype(t)))
+    return mc_tensor_to_proto_bytes(t, buf, len);
+  size_t nbytes = mc_tensor_byte_size(t);
+  mc_code rc = encode_head(t, nbytes, buf, len);
+  if (rc == MC_OK && nbytes > 0)
+    memcpy(*buf + *len, mc_tensor_data(t), nbytes);
+  if (rc == MC_OK)
+    *len += nbytes;
+  return rc;
+}
+
+mc_code mc__tensor_encode_head(const mc_tensor *t, uint8_t **head,
+                               size_t *head_len, size_t *body_len) {
+  if (!fast_dtype(mc_tensor_dtype(t))) {
+    *body_len = 0;
+    return mc_tensor_to_proto_bytes(t, head, head_len);
+  }
+  *body_len = mc_tensor_byte_size(t);
+  return encode_head(t, 0, head, head_len);
 }
 
 /* Reads a varint at *p (before end); 0 on malformed input. */
@@ -123,6 +144,53 @@ static int parse_shape(const uint8_t *p, const uint8_t *end, int64_t *dims,
   return 1;
 }
 
+mc_code mc__tensor_alloc_head(const uint8_t *head, size_t avail, size_t total,
+                              mc_tensor **out, size_t *content_off) {
+  const uint8_t *p = head, *end = head + avail;
+  uint64_t dtype = 0;
+  int64_t dims[MC_TENSOR_MAX_DIMS];
+  int rank = 0;
+  *out = NULL;
+  while (p < end) {
+    uint64_t key, v;
+    const uint8_t *body;
+    size_t n;
+    if (!get_varint(&p, end, &key))
+      return MC_OK;
+    if (key == 0x08 || key == 0x18) { /* dtype, version_number */
+      if (!get_varint(&p, end, &v))
+        return MC_OK;
+      if (key == 0x08)
+        dtype = v;
+    } else if (key == 0x12) {
+      if (!get_bytes(&p, end, &body, &n) ||
+          !parse_shape(body, body + n, dims, &rank))
+        return MC_OK;
+    } else if (key == 0x22) {
+      /* The content must be the last field and its length must match the
+       * dtype and shape read so far. */
+      if (!get_varint(&p, end, &v) || dtype > 100 ||
+          !fast_dtype((mc_dtype)dtype) ||
+          v != (uint64_t)(total - (size_t)(p - head)))
+        return MC_OK;
+      uint64_t count = 1;
+      for (int i = 0; i < rank; i++) {
+        if (dims[i] != 0 && count > UINT64_MAX / (uint64_t)dims[i])
+          return MC_OK;
+        count *= (uint64_t)dims[i];
+      }
+      size_t es = mc_dtype_size((mc_dtype)dtype);
+      if (count > SIZE_MAX / es || count * es != v)
+        return MC_OK;
+      *content_off = (size_t)(p - head);
+      return mc__tensor_alloc_uninit(out, (mc_dtype)dtype, dims, rank);
+    } else {
+      return MC_OK;
+    }
+  }
+  return MC_OK;
+}
+
 mc_code mc__tensor_decode(const uint8_t *buf, size_t len, mc_tensor **out) {
   const uint8_t *p = buf, *end = buf + len;
   uint64_t dtype = 0;
@@ -158,7 +226,7 @@ mc_code mc__tensor_decode(const uint8_t *buf, size_t len, mc_tensor **out) {
     }
     size_t es = mc_dtype_size((mc_dtype)dtype);
     if (fast && count <= SIZE_MAX / es && count * es == content_len) {
-      mc_code rc = mc__tensor_alloc(out, (mc_dtype)dtype, dims, rank);
+      mc_code rc = mc__tensor_alloc_uninit(out, (mc_dtype)dtype, dims, rank);
       if (rc != MC_OK)
         return rc;
       if (content_len > 0)

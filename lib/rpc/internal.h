@@ -64,6 +64,18 @@ mc_code mc__rpc_code(grpc_status_code status);
 /* Copies a slice into a NUL-terminated string of at most size - 1 bytes. */
 void mc__rpc_slice_copy(char *dst, size_t size, grpc_slice s);
 
+/* A send buffer of the concatenated parts: copied runs are copied now,
+ * borrowed runs are referenced and released when gRPC drops the buffer.
+ * NULL when out of memory (every borrowed part is released then). */
+grpc_byte_buffer *mc__rpc_bytes_buffer(const mc_rpc_bytes *parts, size_t n);
+
+/* Runs the release of every borrowed part. */
+void mc__rpc_bytes_release(const mc_rpc_bytes *parts, size_t n);
+
+/* A payload holding references to bb's slices (bb stays the caller's; NULL
+ * gives an empty payload). NULL when out of memory or undecompressable. */
+mc_rpc_payload *mc__rpc_payload_take(grpc_byte_buffer *bb);
+
 /* gRPC core is not built with ThreadSanitizer, so TSan cannot see that
  * handing a tag to gRPC (start_batch, request_call, shutdown_and_notify)
  * happens before the completion queue returns that tag on another thread,

@@ -153,6 +153,31 @@ void mc__rpc_server_resume_held(mc_rpc_server *s);
 void mc__rpc_call_reply(mc_rpc_call *call, const ProtobufCMessage *response,
                         mc_code code, const char *message);
 
+/* A run of bytes of a message given or received without protobuf-c
+ * (mc__rpc_call_reply_bytes, mc__rpc_unary_bytes). */
+typedef struct mc_rpc_bytes {
+  const void *data;
+  size_t len;
+  /* NULL: the bytes are copied before the function taking them returns.
+   * Otherwise they are borrowed without a copy (a large tensor's data) and
+   * release(release_arg) runs exactly once, on any thread, when the runtime
+   * no longer needs them; possibly before the function returns, and also
+   * when the reply cannot be sent. */
+  void (*release)(void *release_arg);
+  void *release_arg;
+} mc_rpc_bytes;
+
+/* Completes a call with MC_OK and a response already serialized: the wire
+ * message is the concatenation of parts[0..nparts), which must be a valid
+ * message of the method's response_type (the runtime does not check it).
+ * Borrowed parts are sent without copying them, so a large payload is
+ * never copied in user space on the way to the socket. Exactly once per
+ * call, instead of mc__rpc_call_reply; from any thread. Each borrowed
+ * part is released exactly once, even when the call was replied to
+ * already (a service bug, reported on stderr as for mc__rpc_call_reply). */
+void mc__rpc_call_reply_bytes(mc_rpc_call *call, const mc_rpc_bytes *parts,
+                              size_t nparts);
+
 /* The caller's identity from the call's metadata: "/job:worker/task:1", or
  * "client" when the caller did not say. Borrowed from the call. */
 const char *mc__rpc_call_caller(const mc_rpc_call *call);
@@ -229,6 +254,43 @@ mc_code mc__rpc_unary_async(mc_rpc_channel *ch, const char *method_path,
                             const ProtobufCMessage *request,
                             const ProtobufCMessageDescriptor *response_type,
                             int64_t timeout_ms, mc_rpc_done done, void *arg);
+
+/* A response received undecoded (mc__rpc_unary_bytes): its bytes as the
+ * runs gRPC received them in, without flattening them into one buffer. */
+typedef struct mc_rpc_payload mc_rpc_payload;
+
+/* Like mc__rpc_unary, but the response is not decoded: on MC_OK *response
+ * holds its bytes (an empty response has zero parts), to be freed with
+ * mc__rpc_payload_free(). Lets a caller decode large fields straight into
+ * their final buffers. Same codes as mc__rpc_unary except that an
+ * undecodable response is the caller's to detect. */
+mc_code mc__rpc_unary_bytes(mc_rpc_channel *ch, const char *method_path,
+                            const ProtobufCMessage *request, int64_t timeout_ms,
+                            mc_rpc_payload **response /* OUT */);
+
+/* Completion of mc__rpc_unary_bytes_async, like mc_rpc_done: response
+ * (NULL unless code == MC_OK) is owned by the callee, which frees it with
+ * mc__rpc_payload_free(). */
+typedef void (*mc_rpc_bytes_done)(void *arg, mc_code code, const char *message,
+                                  mc_rpc_payload *response);
+
+/* Starts a call like mc__rpc_unary_async whose response arrives undecoded,
+ * as for mc__rpc_unary_bytes. */
+mc_code mc__rpc_unary_bytes_async(mc_rpc_channel *ch, const char *method_path,
+                                  const ProtobufCMessage *request,
+                                  int64_t timeout_ms, mc_rpc_bytes_done done,
+                                  void *arg);
+
+/* Number of runs of a payload, and run i (0 <= i < num_parts; borrowed
+ * from the payload; release is NULL). */
+size_t mc__rpc_payload_num_parts(const mc_rpc_payload *p);
+mc_rpc_bytes mc__rpc_payload_part(const mc_rpc_payload *p, size_t i);
+
+/* Total bytes of a payload. */
+size_t mc__rpc_payload_len(const mc_rpc_payload *p);
+
+/* Frees a payload. NULL is a no-op. */
+void mc__rpc_payload_free(mc_rpc_payload *p);
 
 /* Sets the caller identity sent by client calls made on the calling thread
  * ("/job:worker/task:1"); NULL restores the default. The name is copied

@@ -155,6 +155,8 @@ typedef struct client_call {
   grpc_call *call;
   const ProtobufCMessageDescriptor *response_type;
   mc_rpc_done done;
+  /* Set instead of done for undecoded responses (response_type NULL). */
+  mc_rpc_bytes_done bytes_done;
   void *arg;
   grpc_metadata caller_md;
   grpc_metadata_array recv_md, trailing_md;
@@ -188,7 +190,16 @@ static void on_client_done(mc__rpc_op *op, int ok) {
              cc->method, cc->ch->target);
   }
   ProtobufCMessage *resp = NULL;
-  if (code == MC_OK) {
+  mc_rpc_payload *payload = NULL;
+  if (code == MC_OK && cc->bytes_done != NULL) {
+    payload = mc__rpc_payload_take(cc->recv);
+    if (payload == NULL) {
+      code = MC_RESOURCE_EXHAUSTED;
+      snprintf(message, sizeof message,
+               "%s from %s: out of memory for the response", cc->method,
+               cc->ch->target);
+    }
+  } else if (code == MC_OK) {
     grpc_byte_buffer_reader reader;
     if (cc->recv != NULL && grpc_byte_buffer_reader_init(&reader, cc->recv)) {
       grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
@@ -227,24 +238,30 @@ static void on_client_done(mc__rpc_op *op, int ok) {
   grpc_call_unref(cc->call);
   mc_rpc_channel *ch = cc->owns_ref ? cc->ch : NULL;
   mc_rpc_done done = cc->done;
+  mc_rpc_bytes_done bytes_done = cc->bytes_done;
   void *arg = cc->arg;
   free(cc);
   /* The call's channel reference goes before `done`, so that a caller who
    * waits for `done` and then frees everything drops the last reference
    * on its own thread, where the runtime can shut down at once. */
   mc__rpc_channel_release(ch);
-  done(arg, code, message, resp);
+  if (bytes_done != NULL)
+    bytes_done(arg, code, message, payload);
+  else
+    done(arg, code, message, resp);
 }
 
 /* Starts a call; take_ref: the call holds its own channel reference (async
- * calls), else the caller's blocking wait keeps the channel alive. */
+ * calls), else the caller's blocking wait keeps the channel alive. Exactly
+ * one of done (with response_type) and bytes_done is set. */
 static mc_code start_call(mc_rpc_channel *ch, const char *method_path,
                           const ProtobufCMessage *request,
                           const ProtobufCMessageDescriptor *response_type,
-                          int64_t timeout_ms, mc_rpc_done done, void *arg,
+                          int64_t timeout_ms, mc_rpc_done done,
+                          mc_rpc_bytes_done bytes_done, void *arg,
                           int take_ref) {
   if (ch == NULL || method_path == NULL || request == NULL ||
-      response_type == NULL || done == NULL)
+      (bytes_done == NULL && (response_type == NULL || done == NULL)))
     return mc__error_set(MC_INVALID_ARGUMENT, "rpc call: NULL argument");
   if (method_path[0] != '/' || strlen(method_path) >= 160)
     return mc__error_set(MC_INVALID_ARGUMENT,
@@ -262,6 +279,7 @@ static mc_code start_call(mc_rpc_channel *ch, const char *method_path,
   cc->op.cb = on_client_done;
   cc->response_type = response_type;
   cc->done = done;
+  cc->bytes_done = bytes_done;
   cc->arg = arg;
   cc->start_ns = mc__rpc_now_ns();
   snprintf(cc->method, sizeof cc->method, "%s", method_path);
@@ -330,7 +348,17 @@ mc_code mc__rpc_unary_async(mc_rpc_channel *ch, const char *method_path,
                             const ProtobufCMessageDescriptor *response_type,
                             int64_t timeout_ms, mc_rpc_done done, void *arg) {
   return start_call(ch, method_path, request, response_type, timeout_ms, done,
-                    arg, 1);
+                    NULL, arg, 1);
+}
+
+mc_code mc__rpc_unary_bytes_async(mc_rpc_channel *ch, const char *method_path,
+                                  const ProtobufCMessage *request,
+                                  int64_t timeout_ms, mc_rpc_bytes_done done,
+                                  void *arg) {
+  if (done == NULL)
+    return mc__error_set(MC_INVALID_ARGUMENT, "rpc call: NULL argument");
+  return start_call(ch, method_path, request, NULL, timeout_ms, NULL, done, arg,
+                    1);
 }
 
 /* ---- blocking form ---- */
@@ -342,6 +370,7 @@ typedef struct waiter {
   mc_code code;
   char message[1024];
   ProtobufCMessage *resp;
+  mc_rpc_payload *payload;
 } waiter;
 
 static void on_sync_done(void *arg, mc_code code, const char *message,
@@ -356,13 +385,21 @@ static void on_sync_done(void *arg, mc_code code, const char *message,
   pthread_mutex_unlock(&w->mu);
 }
 
-mc_code mc__rpc_unary(mc_rpc_channel *ch, const char *method_path,
-                      const ProtobufCMessage *request,
-                      const ProtobufCMessageDescriptor *response_type,
-                      int64_t timeout_ms, ProtobufCMessage **response) {
-  if (response == NULL)
-    return mc__error_set(MC_INVALID_ARGUMENT, "rpc call: NULL response");
-  *response = NULL;
+static void on_sync_bytes_done(void *arg, mc_code code, const char *message,
+                               mc_rpc_payload *payload) {
+  waiter *w = arg;
+  pthread_mutex_lock(&w->mu);
+  w->payload = payload;
+  pthread_mutex_unlock(&w->mu);
+  on_sync_done(arg, code, message, NULL);
+}
+
+/* Runs a call started by start_call on the calling thread's behalf and
+ * waits for it; the response lands in w. */
+static mc_code wait_call(mc_rpc_channel *ch, const char *method_path,
+                         const ProtobufCMessage *request,
+                         const ProtobufCMessageDescriptor *response_type,
+                         int64_t timeout_ms, waiter *w) {
   /* Waiting here would stall a completion-queue thread, and with both
    * stalled, the whole process's RPCs. */
   if (!mc__rpc_may_block())
@@ -371,23 +408,49 @@ mc_code mc__rpc_unary(mc_rpc_channel *ch, const char *method_path,
                          "callback: mark the method blocking or use "
                          "mc__rpc_unary_async",
                          method_path ? method_path : "(null)");
-  waiter w = {.finished = 0};
-  pthread_mutex_init(&w.mu, NULL);
-  pthread_cond_init(&w.cv, NULL);
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
   mc_code rc = start_call(ch, method_path, request, response_type, timeout_ms,
-                          on_sync_done, &w, 0);
+                          response_type ? on_sync_done : NULL,
+                          response_type ? NULL : on_sync_bytes_done, w, 0);
   if (rc == MC_OK) {
-    pthread_mutex_lock(&w.mu);
-    while (!w.finished)
-      pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    rc = w.code;
-    if (rc == MC_OK)
-      *response = w.resp;
-    else
-      mc__error_set(rc, "%s", w.message);
+    pthread_mutex_lock(&w->mu);
+    while (!w->finished)
+      pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    rc = w->code;
+    if (rc != MC_OK)
+      mc__error_set(rc, "%s", w->message);
   }
-  pthread_mutex_destroy(&w.mu);
-  pthread_cond_destroy(&w.cv);
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+  return rc;
+}
+
+mc_code mc__rpc_unary_bytes(mc_rpc_channel *ch, const char *method_path,
+                            const ProtobufCMessage *request, int64_t timeout_ms,
+                            mc_rpc_payload **response) {
+  if (response == NULL)
+    return mc__error_set(MC_INVALID_ARGUMENT, "rpc call: NULL response");
+  *response = NULL;
+  waiter w = {.finished = 0};
+  mc_code rc = wait_call(ch, method_path, request, NULL, timeout_ms, &w);
+  if (rc == MC_OK)
+    *response = w.payload;
+  return rc;
+}
+
+mc_code mc__rpc_unary(mc_rpc_channel *ch, const char *method_path,
+                      const ProtobufCMessage *request,
+                      const ProtobufCMessageDescriptor *response_type,
+                      int64_t timeout_ms, ProtobufCMessage **response) {
+  if (response == NULL)
+    return mc__error_set(MC_INVALID_ARGUMENT, "rpc call: NULL response");
+  *response = NULL;
+  waiter w = {.finished = 0};
+  mc_code rc =
+      wait_call(ch, method_path, request, response_type, timeout_ms, &w);
+  if (rc == MC_OK)
+    *response = w.resp;
   return rc;
 }

@@ -512,25 +512,18 @@ static void on_send(mc__rpc_op *op, int ok) {
   call_unref(c);
 }
 
-static void reply_internal(mc_rpc_call *c, const ProtobufCMessage *resp,
-                           mc_code code, const char *message) {
+/* Sends the reply: payload (taken over; NULL unless code is MC_OK) and the
+ * status. */
+static void reply_payload(mc_rpc_call *c, grpc_byte_buffer *payload,
+                          mc_code code, const char *message) {
   grpc_op ops[3];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-  if (code == MC_OK) {
-    if (resp == NULL) {
-      code = MC_INTERNAL;
-      message = "handler replied OK without a response";
-    } else {
-      size_t len = protobuf_c_message_get_packed_size(resp);
-      grpc_slice slice = grpc_slice_malloc(len);
-      protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(slice));
-      c->send_payload = grpc_raw_byte_buffer_create(&slice, 1);
-      grpc_slice_unref(slice);
-      ops[n].op = GRPC_OP_SEND_MESSAGE;
-      ops[n++].data.send_message.send_message = c->send_payload;
-    }
+  if (payload != NULL) {
+    c->send_payload = payload;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = c->send_payload;
   }
   snprintf(c->reply_message, sizeof c->reply_message, "%s",
            message ? message : "");
@@ -547,20 +540,59 @@ static void reply_internal(mc_rpc_call *c, const ProtobufCMessage *resp,
   }
 }
 
-void mc__rpc_call_reply(mc_rpc_call *c, const ProtobufCMessage *response,
-                        mc_code code, const char *message) {
+static void reply_internal(mc_rpc_call *c, const ProtobufCMessage *resp,
+                           mc_code code, const char *message) {
+  grpc_byte_buffer *payload = NULL;
+  if (code == MC_OK && resp == NULL) {
+    code = MC_INTERNAL;
+    message = "handler replied OK without a response";
+  } else if (code == MC_OK) {
+    size_t len = protobuf_c_message_get_packed_size(resp);
+    grpc_slice slice = grpc_slice_malloc(len);
+    protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(slice));
+    payload = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+  }
+  reply_payload(c, payload, code, message);
+}
+
+/* Claims the reply of a call: 0 (and a complaint) when it was replied to
+ * already. */
+static int claim_reply(mc_rpc_call *c, const char *fn) {
   int expected = CALL_DISPATCHED;
   if (c == NULL ||
       !atomic_compare_exchange_strong(&c->state, &expected, CALL_REPLIED)) {
-    fprintf(stderr, "minicluster: mc__rpc_call_reply on a call that was "
-                    "already replied to (a service bug)\n");
-    return;
+    fprintf(stderr,
+            "minicluster: %s on a call that was already replied to (a "
+            "service bug)\n",
+            fn);
+    return 0;
   }
   /* A cancel callback that has not started will not run after a reply. */
   pthread_mutex_lock(&c->mu);
   c->cancel_fn = NULL;
   pthread_mutex_unlock(&c->mu);
-  reply_internal(c, response, code, message);
+  return 1;
+}
+
+void mc__rpc_call_reply(mc_rpc_call *c, const ProtobufCMessage *response,
+                        mc_code code, const char *message) {
+  if (claim_reply(c, "mc__rpc_call_reply"))
+    reply_internal(c, response, code, message);
+}
+
+void mc__rpc_call_reply_bytes(mc_rpc_call *c, const mc_rpc_bytes *parts,
+                              size_t nparts) {
+  if (!claim_reply(c, "mc__rpc_call_reply_bytes")) {
+    mc__rpc_bytes_release(parts, nparts);
+    return;
+  }
+  grpc_byte_buffer *payload = mc__rpc_bytes_buffer(parts, nparts);
+  if (payload == NULL)
+    reply_payload(c, NULL, MC_RESOURCE_EXHAUSTED,
+                  "out of memory for the reply");
+  else
+    reply_payload(c, payload, MC_OK, NULL);
 }
 
 const char *mc__rpc_call_caller(const mc_rpc_call *c) {

@@ -104,8 +104,8 @@ static mc_code shape_elements(const int64_t *dims, int rank, int64_t *n) {
   return MC_OK;
 }
 
-mc_code mc__tensor_alloc(mc_tensor **out, mc_dtype dtype, const int64_t *dims,
-                         int rank) {
+static mc_code tensor_alloc(mc_tensor **out, mc_dtype dtype,
+                            const int64_t *dims, int rank, int zero) {
   *out = NULL;
   if (!dtype_supported(dtype))
     return mc__error_set(MC_INVALID_ARGUMENT,
@@ -130,7 +130,8 @@ mc_code mc__tensor_alloc(mc_tensor **out, mc_dtype dtype, const int64_t *dims,
     t->dims[i] = dims[i];
   t->n = n;
   t->nbytes = (size_t)n * esize;
-  t->data = calloc(t->nbytes ? t->nbytes : 1, 1);
+  t->data = dtype == MC_DT_STRING ? calloc(t->nbytes ? t->nbytes : 1, 1)
+                                  : mc__tensor_buf_alloc(t->nbytes, zero);
   if (t->data == NULL) {
     free(t);
     return mc__error_set(MC_RESOURCE_EXHAUSTED,
@@ -139,6 +140,16 @@ mc_code mc__tensor_alloc(mc_tensor **out, mc_dtype dtype, const int64_t *dims,
   }
   *out = t;
   return MC_OK;
+}
+
+mc_code mc__tensor_alloc(mc_tensor **out, mc_dtype dtype, const int64_t *dims,
+                         int rank) {
+  return tensor_alloc(out, dtype, dims, rank, 1);
+}
+
+mc_code mc__tensor_alloc_uninit(mc_tensor **out, mc_dtype dtype,
+                                const int64_t *dims, int rank) {
+  return tensor_alloc(out, dtype, dims, rank, dtype == MC_DT_STRING);
 }
 
 void *mc__tensor_mutable_data(mc_tensor *t) {
@@ -174,8 +185,10 @@ void mc_tensor_free(mc_tensor *t) {
     mc_tstr *e = t->data;
     for (int64_t i = 0; i < t->n; i++)
       free(e[i].p);
+    free(t->data);
+  } else {
+    mc__tensor_buf_free(t->data, t->nbytes);
   }
-  free(t->data);
   free(t);
 }
 

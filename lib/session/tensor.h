@@ -13,6 +13,21 @@
 mc_code mc__tensor_alloc(mc_tensor **out, mc_dtype dtype, const int64_t *dims,
                          int rank);
 
+/* As mc__tensor_alloc, but a numeric tensor's buffer is not zeroed: for a
+ * caller that overwrites all of it before sharing the tensor. */
+mc_code mc__tensor_alloc_uninit(mc_tensor **out, mc_dtype dtype,
+                                const int64_t *dims, int rank);
+
+/* Buffers of numeric tensors (tensor_buffers.c): large ones are recycled
+ * through a small bounded cache instead of going back to malloc, whose
+ * trimming makes every reuse page-fault. zero: fill with zeros. NULL when
+ * out of memory. Thread-safe. */
+void *mc__tensor_buf_alloc(size_t nbytes, int zero);
+/* Releases a buffer of mc__tensor_buf_alloc(nbytes); NULL is a no-op. */
+void mc__tensor_buf_free(void *p, size_t nbytes);
+/* Buffers and bytes held by the cache now (for tests). */
+void mc__tensor_buf_stats(size_t *count /* OUT */, size_t *bytes /* OUT */);
+
 /* The element buffer of a tensor still being built (numeric dtypes). */
 void *mc__tensor_mutable_data(mc_tensor *t);
 

@@ -185,6 +185,66 @@ static void test_range10_one_worker(void **state) {
   stop_reader(&r);
 }
 
+/* Element i of range(n) -> 69 int64 scalars 100 * i + k and the string
+ * "s<i>". */
+#define NCOMP 70
+static mc_code seventy(void *arg, const mc_element *in, mc_element *out) {
+  (void)arg;
+  int64_t i = *(const int64_t *)mc_tensor_data(in->components[0]);
+  mc_tensor *t[NCOMP] = {0};
+  char str[32];
+  int len = snprintf(str, sizeof str, "s%lld", (long long)i);
+  const char *strs[1] = {str};
+  size_t lens[1] = {(size_t)len};
+  /* Runs on a worker thread: report failures as the map's error. */
+  mc_code rc = mc_tensor_new_strings(&t[NCOMP - 1], NULL, 0, strs, lens);
+  for (int k = 0; rc == MC_OK && k < NCOMP - 1; k++)
+    rc = mc_tensor_new_int64(&t[k], 100 * i + k);
+  if (rc != MC_OK) {
+    for (int k = 0; k < NCOMP; k++)
+      mc_tensor_free(t[k]);
+    return rc;
+  }
+  return mc_element_take(out, t, NCOMP);
+}
+
+/* Elements of many components, dense and string ones, arrive whole and in
+ * order (the worker once dropped components past the 64th). */
+static void test_many_components(void **state) {
+  (void)state;
+  MC_ASSERT_OK(mc_dataset_register_map("seventy", seventy, NULL));
+  cluster c;
+  start_cluster(&c, 1, NULL);
+  mc_dataset *ds;
+  MC_ASSERT_OK(mc_dataset_range(&ds, 0, 5, 1));
+  MC_ASSERT_OK(mc_dataset_map(ds, "seventy"));
+  mc_data_iterator *it;
+  MC_ASSERT_OK(mc_data_distribute(&it, ds, MC_PARALLEL_EPOCHS,
+                                  mc_dispatch_server_target(c.d), NULL));
+  for (int64_t i = 0; i < 5; i++) {
+    mc_element e = MC_ELEMENT_INIT;
+    int eos = 1;
+    MC_ASSERT_OK(mc_data_iterator_next(it, &e, &eos));
+    assert_false(eos);
+    assert_int_equal(e.num_components, NCOMP);
+    for (int k = 0; k < NCOMP - 1; k++)
+      assert_int_equal(*(const int64_t *)mc_tensor_data(e.components[k]),
+                       100 * i + k);
+    char want[32];
+    snprintf(want, sizeof want, "s%lld", (long long)i);
+    assert_string_equal(mc_tensor_string(e.components[NCOMP - 1], 0, NULL),
+                        want);
+    mc_element_clear(&e);
+  }
+  mc_element e = MC_ELEMENT_INIT;
+  int eos = 0;
+  MC_ASSERT_OK(mc_data_iterator_next(it, &e, &eos));
+  assert_true(eos);
+  mc_data_iterator_free(it);
+  mc_dataset_free(ds);
+  stop_cluster(&c);
+}
+
 static void test_range10_three_workers(void **state) {
   (void)state;
   reader r;
@@ -526,6 +586,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_range10_one_worker),
       cmocka_unit_test(test_range10_three_workers),
+      cmocka_unit_test(test_many_components),
       cmocka_unit_test(test_distributed_shared_job),
       cmocka_unit_test(test_config_errors),
       cmocka_unit_test(test_dispatcher_restart_distributed),
