@@ -305,7 +305,13 @@ static void run_handler(mc_rpc_call *c) {
   char saved[128];
   snprintf(saved, sizeof saved, "%s", mc__rpc_get_caller());
   mc__rpc_set_caller(c->server->name);
+  /* The handler's own reference: the server's stop (which waits for every
+   * context) then also waits for handlers that replied but have not
+   * returned, so whatever they still touch (a service's lock, unlocked
+   * after the reply) outlives them. */
+  atomic_fetch_add(&c->refs, 1);
   sm->m.handler(c, c->request, sm->arg);
+  call_unref(c);
   mc__rpc_set_caller(strcmp(saved, "client") == 0 ? NULL : saved);
 }
 

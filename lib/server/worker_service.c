@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/status.h"
-#include "rpc/internal.h"
+#include "rpc/rpc.h"
 #include "server/task.h"
 #include "session/tensor.h"
 #include "session/worker.h"
@@ -113,14 +113,13 @@ static void run_graph_now(mc_rpc_call *call,
 }
 
 typedef struct deferred_run {
-  mc__rpc_task task; /* first: the pool hands this pointer back */
   mc_rpc_call *call;
   const Tensorflow__RunGraphRequest *req; /* valid until the reply */
   ws *s;
 } deferred_run;
 
-static void run_graph_task(mc__rpc_task *t) {
-  deferred_run *d = (deferred_run *)t;
+static void run_graph_task(void *arg) {
+  deferred_run *d = arg;
   /* Client calls of the step (RecvTensor) are attributed to this task. */
   mc__rpc_set_caller(mc__rpc_server_name(mc__rpc_call_server(d->call)));
   run_graph_now(d->call, d->req, d->s);
@@ -145,11 +144,14 @@ static void run_graph(mc_rpc_call *call, const ProtobufCMessage *request,
     mc__rpc_call_reply(call, NULL, MC_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
-  d->task.fn = run_graph_task;
   d->call = call;
   d->req = req;
   d->s = s;
-  mc__rpc_pool_submit(&d->task);
+  if (mc__rpc_run_blocking(run_graph_task, d) != MC_OK) {
+    free(d);
+    mc__rpc_call_reply(call, NULL, MC_RESOURCE_EXHAUSTED,
+                       mc_error_last()->message);
+  }
 }
 
 /* CleanupGraph: the master gave up on a step; wake its waiters. */

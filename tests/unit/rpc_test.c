@@ -167,6 +167,19 @@ static void h_signal(mc_rpc_call *call, const ProtobufCMessage *req, void *a) {
   reply_status(call, 1);
 }
 
+/* Blocking: replies, then works on for 100 ms (as a service that replies
+ * under its lock and unlocks afterwards). */
+static atomic_int after_reply_done;
+
+static void h_reply_then_work(mc_rpc_call *call, const ProtobufCMessage *req,
+                              void *a) {
+  (void)req;
+  (void)a;
+  reply_status(call, 1);
+  sleep_ms(100);
+  atomic_store(&after_reply_done, 1);
+}
+
 static const mc_rpc_method methods[] = {
     {"/t.T/Check", REQ_DESC, RESP_DESC, h_check, 0},
     {"/t.T/Slow", REQ_DESC, RESP_DESC, h_slow, 1},
@@ -177,6 +190,7 @@ static const mc_rpc_method methods[] = {
     {"/t.T/BadRelay", REQ_DESC, RESP_DESC, h_relay, 0},
     {"/t.T/Signal", REQ_DESC, RESP_DESC, h_signal, 1},
     {"/t.T/DeferRelay", REQ_DESC, RESP_DESC, h_defer_relay, 0},
+    {"/t.T/ReplyThenWork", REQ_DESC, RESP_DESC, h_reply_then_work, 1},
 };
 #define NUM_METHODS (sizeof methods / sizeof methods[0])
 
@@ -391,6 +405,24 @@ static void test_stop_with_call_in_flight(void **state) {
   mc__rpc_server_free(s);
 }
 
+/* A handler that replied but has not returned keeps the server from
+ * stopping: the dispatcher's handlers unlock their lock after replying, and
+ * the service was freed under them (TSan saw the unlock race the
+ * destroy). */
+static void test_stop_waits_for_handlers_after_reply(void **state) {
+  (void)state;
+  mc_rpc_server *s = start_server("replythenwork");
+  mc_rpc_channel *ch = channel_to(s);
+  atomic_store(&after_reply_done, 0);
+  int status = 0;
+  MC_ASSERT_OK(call(ch, "/t.T/ReplyThenWork", "", 5000, &status));
+  assert_int_equal(status, 1);
+  mc__rpc_server_stop(s);
+  assert_int_equal(atomic_load(&after_reply_done), 1);
+  mc__rpc_channel_release(ch);
+  mc__rpc_server_free(s);
+}
+
 /* Two blocking calls where the first waits for the second: the pool runs
  * them at the same time instead of queueing one behind the other. */
 static void test_blocking_pool_no_queueing(void **state) {
@@ -585,6 +617,7 @@ int main(void) {
       cmocka_unit_test(test_bad_arguments),
       cmocka_unit_test(test_port_in_use),
       cmocka_unit_test(test_stop_with_call_in_flight),
+      cmocka_unit_test(test_stop_waits_for_handlers_after_reply),
       cmocka_unit_test(test_blocking_pool_no_queueing),
       cmocka_unit_test(test_threads_do_not_grow),
       cmocka_unit_test(test_hooks),
