@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
+size_t mc__varint_put(uint8_t *p, uint64_t v) {
   size_t n = 0;
   do {
     uint8_t b = v & 0x7f;
@@ -20,7 +20,7 @@ static size_t put_varint(uint8_t *p, uint64_t v) {
   return n;
 }
 
-static size_t varint_len(uint64_t v) {
+size_t mc__varint_len(uint64_t v) {
   size_t n = 1;
   while (v >= 0x80) {
     v >>= 7;
@@ -42,30 +42,31 @@ static mc_code encode_head(const mc_tensor *t, size_t extra, uint8_t **buf,
   int rank = mc_tensor_rank(t);
   size_t shape_len = 0;
   for (int i = 0; i < rank; i++) {
-    size_t dim_len = 1 + varint_len((uint64_t)mc_tensor_dim(t, i));
-    shape_len += 1 + varint_len(dim_len) + dim_len;
+    size_t dim_len = 1 + mc__varint_len((uint64_t)mc_tensor_dim(t, i));
+    shape_len += 1 + mc__varint_len(dim_len) + dim_len;
   }
   size_t nbytes = mc_tensor_byte_size(t);
-  size_t total = 1 + varint_len((uint64_t)dt) + 1 + varint_len(shape_len) +
-                 shape_len + 1 + varint_len(nbytes) + extra;
+  size_t total = 1 + mc__varint_len((uint64_t)dt) + 1 +
+                 mc__varint_len(shape_len) + shape_len + 1 +
+                 mc__varint_len(nbytes) + extra;
   uint8_t *b = malloc(total);
   if (b == NULL)
     return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory for %zu bytes",
                          total);
   size_t o = 0;
   b[o++] = 0x08; /* dtype, varint */
-  o += put_varint(b + o, (uint64_t)dt);
+  o += mc__varint_put(b + o, (uint64_t)dt);
   b[o++] = 0x12; /* tensor_shape */
-  o += put_varint(b + o, shape_len);
+  o += mc__varint_put(b + o, shape_len);
   for (int i = 0; i < rank; i++) {
     uint64_t size = (uint64_t)mc_tensor_dim(t, i);
     b[o++] = 0x12; /* dim */
-    o += put_varint(b + o, 1 + varint_len(size));
+    o += mc__varint_put(b + o, 1 + mc__varint_len(size));
     b[o++] = 0x08; /* size */
-    o += put_varint(b + o, size);
+    o += mc__varint_put(b + o, size);
   }
   b[o++] = 0x22; /* tensor_content */
-  o += put_varint(b + o, nbytes);
+  o += mc__varint_put(b + o, nbytes);
   *buf = b;
   *len = o;
   return MC_OK;

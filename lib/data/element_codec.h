@@ -39,4 +39,10 @@ mc_code mc__tensor_alloc_head(const uint8_t *head, size_t avail, size_t total,
                               mc_tensor **out /* OUT */,
                               size_t *content_off /* OUT */);
 
+/* Protobuf base-128 varints, shared by the element encoders: writes v at p
+ * (at most 10 bytes) and returns the bytes written; mc__varint_len says
+ * how many that will be. */
+size_t mc__varint_put(uint8_t *p, uint64_t v);
+size_t mc__varint_len(uint64_t v);
+
 #endif

@@ -16,25 +16,6 @@
  * shape of up to MC_TENSOR_MAX_DIMS dimensions take far less. */
 #define HEAD_PEEK 256
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  do {
-    uint8_t b = v & 0x7f;
-    v >>= 7;
-    p[n++] = b | (v ? 0x80 : 0);
-  } while (v);
-  return n;
-}
-
-static size_t varint_len(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    n++;
-  }
-  return n;
-}
-
 void mc__wire_element_clear(mc__wire_element *we) {
   for (size_t i = 0; i < we->n; i++) {
     free(we->c[i].head);
@@ -71,7 +52,7 @@ static size_t ue_len(const mc__wire_element *we) {
   size_t len = 0;
   for (size_t i = 0; i < we->n; i++) {
     size_t clen = we->c[i].head_len + we->c[i].body_len;
-    len += 1 + varint_len(clen) + clen;
+    len += 1 + mc__varint_len(clen) + clen;
   }
   return len;
 }
@@ -109,11 +90,11 @@ static mc_code build_parts(const mc__wire_element *es, size_t n, int refs,
       s[o++] = 0xa2; /* more_elements = 100 */
       s[o++] = 0x06;
     }
-    o += put_varint(s + o, ue_len(&es[k]));
+    o += mc__varint_put(s + o, ue_len(&es[k]));
     for (size_t i = 0; i < es[k].n; i++) {
       const mc__wire_component *c = &es[k].c[i];
       s[o++] = 0x0a; /* components = 1 */
-      o += put_varint(s + o, c->head_len + c->body_len);
+      o += mc__varint_put(s + o, c->head_len + c->body_len);
       memcpy(s + o, c->head, c->head_len);
       o += c->head_len;
       if (c->body_len > 0) {
@@ -128,7 +109,7 @@ static mc_code build_parts(const mc__wire_element *es, size_t n, int refs,
      * number); 0 is not sent. */
     if (k == 0 && es[0].index != 0) {
       s[o++] = 0x30;
-      o += put_varint(s + o, (uint64_t)es[0].index);
+      o += mc__varint_put(s + o, (uint64_t)es[0].index);
     }
   }
   if (o > run)

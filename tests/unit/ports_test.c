@@ -275,18 +275,26 @@ static void unreachable_server_is_reported_or_fallen_back(void **state) {
   unsetenv("PORTSERVER_ADDRESS");
 }
 
-static void hung_server_times_out(void **state) {
-  (void)state;
-  /* A server that accepts connections (the kernel does, via the backlog)
-   * but never replies: portpicker would hang here forever. */
-  char addr[64];
-  snprintf(addr, sizeof addr, "@mc-ports-test-hung-%d", (int)getpid());
+/* A Unix listener standing in for a port server, at
+ * "@mc-ports-test-<what>-<pid>" (written to addr). Connections wait in its
+ * backlog until someone accepts them. */
+static int fake_listener(const char *what, char *addr, size_t cap) {
+  snprintf(addr, cap, "@mc-ports-test-%s-%d", what, (int)getpid());
   struct sockaddr_un sa;
   socklen_t len;
   MC_ASSERT_OK(mc__portserver_sockaddr(addr, &sa, &len));
   int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
   assert_int_equal(bind(lfd, (struct sockaddr *)&sa, len), 0);
   assert_int_equal(listen(lfd, 16), 0);
+  return lfd;
+}
+
+static void hung_server_times_out(void **state) {
+  (void)state;
+  /* A server that accepts connections (the kernel does, via the backlog)
+   * but never replies: portpicker would hang here forever. */
+  char addr[64];
+  int lfd = fake_listener("hung", addr, sizeof addr);
   mc_pick_options o = MC_PICK_OPTIONS_INIT;
   o.portserver_address = addr;
   o.timeout_ms = 200;
@@ -327,13 +335,7 @@ static void *fake_serve(void *p) {
 static void refusals_and_bad_replies_are_reported(void **state) {
   (void)state;
   char addr[64];
-  snprintf(addr, sizeof addr, "@mc-ports-test-bad-%d", (int)getpid());
-  struct sockaddr_un sa;
-  socklen_t len;
-  MC_ASSERT_OK(mc__portserver_sockaddr(addr, &sa, &len));
-  int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-  assert_int_equal(bind(lfd, (struct sockaddr *)&sa, len), 0);
-  assert_int_equal(listen(lfd, 16), 0);
+  int lfd = fake_listener("bad", addr, sizeof addr);
   fake_server f = {lfd, {"", "hello\n", "70000\n"}};
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, fake_serve, &f), 0);
@@ -369,13 +371,7 @@ static void *answer_once_then_hang(void *p) {
 static void kept_connection_that_hangs_times_out_once(void **state) {
   (void)state;
   char addr[64];
-  snprintf(addr, sizeof addr, "@mc-ports-test-once-%d", (int)getpid());
-  struct sockaddr_un sa;
-  socklen_t len;
-  MC_ASSERT_OK(mc__portserver_sockaddr(addr, &sa, &len));
-  int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-  assert_int_equal(bind(lfd, (struct sockaddr *)&sa, len), 0);
-  assert_int_equal(listen(lfd, 16), 0);
+  int lfd = fake_listener("once", addr, sizeof addr);
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, answer_once_then_hang, &lfd), 0);
   mc_pick_options o = MC_PICK_OPTIONS_INIT;
