@@ -103,7 +103,8 @@ mc_code mc_element_take(mc_element *e, mc_tensor *const *components, size_t n) {
       mc_tensor_free(components[i]);
     return mc__error_set(MC_RESOURCE_EXHAUSTED, "out of memory");
   }
-  memcpy(e->components, components, n * sizeof *components);
+  if (n > 0) /* components may be NULL for an element of no components */
+    memcpy(e->components, components, n * sizeof *components);
   e->num_components = n;
   return MC_OK;
 }
