@@ -568,11 +568,21 @@ static void test_get_workers_and_tasks(void **state) {
   protobuf_c_message_free_unpacked(&workers->base, NULL);
   Tensorflow__Data__GetWorkerTasksRequest treq =
       TENSORFLOW__DATA__GET_WORKER_TASKS_REQUEST__INIT;
-  Tensorflow__Data__GetWorkerTasksResponse *tasks =
-      (Tensorflow__Data__GetWorkerTasksResponse *)call(
-          mc_worker_server_address(r.c.w[0]),
-          "/tensorflow.data.WorkerService/GetWorkerTasks", &treq.base,
-          &tensorflow__data__get_worker_tasks_response__descriptor);
+  /* The first element may come from worker 1 before worker 0 has been
+   * given its task (pushed, or taken at its next heartbeat): wait for it,
+   * within 100 heartbeats. */
+  Tensorflow__Data__GetWorkerTasksResponse *tasks = NULL;
+  for (int i = 0; i < 100; i++) {
+    if (tasks != NULL)
+      protobuf_c_message_free_unpacked(&tasks->base, NULL);
+    tasks = (Tensorflow__Data__GetWorkerTasksResponse *)call(
+        mc_worker_server_address(r.c.w[0]),
+        "/tensorflow.data.WorkerService/GetWorkerTasks", &treq.base,
+        &tensorflow__data__get_worker_tasks_response__descriptor);
+    if (tasks->n_tasks > 0)
+      break;
+    usleep(HB_MS * 1000);
+  }
   assert_int_equal(tasks->n_tasks, 1);
   assert_string_equal(tasks->tasks[0]->worker_address,
                       mc_worker_server_address(r.c.w[0]));
