@@ -193,6 +193,9 @@ mc_code mc__tensor_alloc_head(const uint8_t *head, size_t avail, size_t total,
 }
 
 mc_code mc__tensor_decode(const uint8_t *buf, size_t len, mc_tensor **out) {
+  static const uint8_t none[1];
+  if (buf == NULL) /* an empty component (protobuf-c gives NULL data) */
+    buf = none, len = 0;
   const uint8_t *p = buf, *end = buf + len;
   uint64_t dtype = 0;
   int64_t dims[MC_TENSOR_MAX_DIMS];

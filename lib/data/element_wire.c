@@ -208,6 +208,36 @@ static int cur_skip(cursor *c, size_t end, int wt) {
   }
 }
 
+/* 1 when the bytes up to end are fields framed as protobuf-c requires
+ * (no field number 0, no groups, lengths within bounds, the known fields
+ * of their wire type), looked at one level into the UncompressedElement
+ * messages (fields 5 and 100, whose field 1 holds the TensorProtos). Run
+ * before any component is decoded, so that a malformed response is
+ * rejected without first allocating the tensors its components ask for. */
+static int framing_ok(cursor *c, size_t end, int in_element) {
+  while (c->pos < end) {
+    uint64_t key, len;
+    if (!cur_varint(c, end, &key) || key >> 3 == 0)
+      return 0;
+    uint64_t field = key >> 3;
+    int wt = (int)(key & 7);
+    int element = !in_element && (field == 5 || field == 100);
+    if (element || (in_element && field == 1)) {
+      if (wt != 2 || !cur_varint(c, end, &len) || len > end - c->pos)
+        return 0;
+      if (element ? !framing_ok(c, c->pos + (size_t)len, 1)
+                  : !cur_read(c, NULL, (size_t)len))
+        return 0;
+    } else if (!in_element && (field == 2 || field == 4 || field == 6) &&
+               wt != 0) {
+      return 0;
+    } else if (!cur_skip(c, end, wt)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 enum { WIRE_OK, WIRE_FALLBACK, WIRE_ERROR };
 
 typedef struct elist {
@@ -402,7 +432,11 @@ mc_code mc__wire_response_decode(const mc_rpc_bytes *parts, size_t nparts,
   *eos = 0;
   elist out = {0};
   cursor c = {parts, 0, 0, 0, len};
-  int r = decode_fast(&c, &out, eos);
+  int r = framing_ok(&c, len, 0) ? WIRE_OK : WIRE_FALLBACK;
+  if (r == WIRE_OK) {
+    cursor start = {parts, 0, 0, 0, len};
+    r = decode_fast(&start, &out, eos);
+  }
   mc_code rc = MC_OK;
   if (r == WIRE_ERROR) {
     rc = mc_error_last()->code;

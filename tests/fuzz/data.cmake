@@ -6,3 +6,6 @@ mc_add_fuzzer(dataset_def
 mc_add_fuzzer(dispatcher_journal
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/dispatcher_journal.c
           ${CMAKE_CURRENT_LIST_DIR}/fuzz_common.c)
+mc_add_fuzzer(element_wire
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/element_wire.c
+          ${CMAKE_CURRENT_LIST_DIR}/fuzz_common.c)

@@ -271,10 +271,43 @@ static void test_other_layouts(void **state) {
     mc_element_clear(&e[i]);
 }
 
+/* A response that is malformed further on (a field numbered 0 after the
+ * element) is rejected as a whole before any component is decoded: its
+ * component asks for a float tensor of 2^40 elements (a shape and one
+ * float_val to repeat, valid TensorProto), which must never be allocated.
+ * Found by the element_wire fuzz target (an allocation of 5 GB). */
+static void test_malformed_tail_rejected_before_decoding(void **state) {
+  (void)state;
+  static const uint8_t tensor[] = {
+      0x08, 0x01,                                     /* dtype FLOAT */
+      0x12, 0x09, 0x12, 0x07, 0x08, 0x80, 0x80, 0x80, /* shape {dim {size */
+      0x80, 0x80, 0x20,                               /*   2^40 }} */
+      0x2a, 0x04, 0x00, 0x00, 0x80, 0x3f};            /* float_val 1.0 */
+  uint8_t msg[64];
+  size_t n = 0;
+  msg[n++] = 0x2a; /* uncompressed */
+  msg[n++] = (uint8_t)(2 + sizeof tensor);
+  msg[n++] = 0x0a; /* components */
+  msg[n++] = (uint8_t)sizeof tensor;
+  memcpy(msg + n, tensor, sizeof tensor);
+  n += sizeof tensor;
+  msg[n++] = 0x00; /* field 0: invalid in protobuf */
+  msg[n++] = 0x00;
+  mc_element *got = NULL;
+  size_t ngot = 0;
+  int eos = 0;
+  for (size_t step = 0; step <= 3; step++) {
+    MC_ASSERT_ERR(decode_cut(msg, n, step, &got, &ngot, &eos), MC_DATA_LOSS,
+                  "not a valid tensorflow.data.GetElementResponse");
+    assert_null(got);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_bytes_as_protobuf_c),
       cmocka_unit_test(test_other_layouts),
+      cmocka_unit_test(test_malformed_tail_rejected_before_decoding),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
