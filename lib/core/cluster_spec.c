@@ -172,7 +172,7 @@ static mc_code add_job(mc_cluster_spec *spec, const char *job, mc_job **out) {
 mc_code mc_cluster_spec_add_job(mc_cluster_spec *spec, const char *job) {
   if (spec == NULL)
     return mc__error_set(MC_INVALID_ARGUMENT, "cluster spec is NULL");
-  mc_job *j;
+  mc_job *j = NULL;
   return add_job(spec, job, &j);
 }
 
@@ -267,7 +267,7 @@ mc_code mc_cluster_spec_set_task(mc_cluster_spec *spec, const char *job,
   char *copy = strdup(address);
   if (copy == NULL)
     return oom("address");
-  mc_job *j;
+  mc_job *j = NULL;
   if ((rc = add_job(spec, job, &j)) != MC_OK) {
     free(copy);
     return rc;
@@ -356,7 +356,7 @@ int mc_cluster_spec_has_job(const mc_cluster_spec *spec, const char *job) {
 
 mc_code mc_cluster_spec_num_tasks(const mc_cluster_spec *spec, const char *job,
                                   size_t *out) {
-  mc_job *j;
+  mc_job *j = NULL;
   mc_code rc = lookup_job(spec, job, &j);
   if (rc == MC_OK && out != NULL)
     *out = j->ntasks;
@@ -366,7 +366,7 @@ mc_code mc_cluster_spec_num_tasks(const mc_cluster_spec *spec, const char *job,
 mc_code mc_cluster_spec_task_indices(const mc_cluster_spec *spec,
                                      const char *job, const int **indices,
                                      size_t *count) {
-  mc_job *j;
+  mc_job *j = NULL;
   mc_code rc = lookup_job(spec, job, &j);
   if (rc != MC_OK)
     return rc;
@@ -380,7 +380,7 @@ mc_code mc_cluster_spec_task_indices(const mc_cluster_spec *spec,
 mc_code mc_cluster_spec_task_address(const mc_cluster_spec *spec,
                                      const char *job, int task_index,
                                      const char **address) {
-  mc_job *j;
+  mc_job *j = NULL;
   mc_code rc = lookup_job(spec, job, &j);
   if (rc != MC_OK)
     return rc;
@@ -410,7 +410,7 @@ mc_code mc_cluster_spec_task_address(const mc_cluster_spec *spec,
 
 mc_code mc_cluster_spec_job_tasks(const mc_cluster_spec *spec, const char *job,
                                   const char *const **tasks, size_t *count) {
-  mc_job *j;
+  mc_job *j = NULL;
   mc_code rc = lookup_job(spec, job, &j);
   if (rc != MC_OK)
     return rc;

@@ -179,7 +179,8 @@ static int cur_varint(cursor *c, size_t end, uint64_t *v) {
   uint64_t r = 0;
   for (int shift = 0; shift < 64 && c->pos < end; shift += 7) {
     uint8_t b;
-    cur_read(c, &b, 1);
+    if (!cur_read(c, &b, 1))
+      return 0;
     r |= (uint64_t)(b & 0x7f) << shift;
     if ((b & 0x80) == 0) {
       *v = r;

@@ -445,7 +445,7 @@ mc_code mc_fault_delay(mc_faults *f, const char *task,
                          "delay: delay_ms %lld and jitter_ms %lld must not be "
                          "negative",
                          (long long)delay_ms, (long long)jitter_ms);
-  fault *ft;
+  fault *ft = NULL;
   mc_code c = method_fault(f, F_DELAY, task, methods, num_methods, &ft);
   if (c != MC_OK)
     return c;
@@ -464,7 +464,7 @@ mc_code mc_fault_error(mc_faults *f, const char *task,
   if (!(p >= 0 && p <= 1))
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "error: probability %g outside 0..1", p);
-  fault *ft;
+  fault *ft = NULL;
   mc_code c = method_fault(f, F_ERROR, task, methods, num_methods, &ft);
   if (c != MC_OK)
     return c;

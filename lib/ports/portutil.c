@@ -282,6 +282,7 @@ int mc__proc_start_time(int pid, unsigned long long *start) {
 
 mc_code mc__portserver_sockaddr(const char *address, struct sockaddr_un *sa,
                                 socklen_t *len) {
+  *len = 0;
   if (address == NULL || address[0] == '\0')
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "port server address \"\" is empty (expected "
