@@ -1,5 +1,6 @@
 /* pool.c: the port server's pool: the queue of free ports, owners and
- * their reclaim, allocation, the check-ahead thread and the statistics.
+ * their reclaim, allocation, the checks ahead of requests and the
+ * statistics.
  *
  * Design: ports believed free wait in a FIFO queue; a held port is not in
  * the queue at all, so an allocation looks at the queue's head only (plus a
@@ -24,11 +25,14 @@
 
 /* ---- pool ---- */
 
-void mc__pool_push(mc_portserver *ps, uint16_t port) {
+static void queue_push(mc_portserver *ps, uint16_t port) {
   ps->queue[(ps->qhead + ps->qlen) % ps->pool_size] = port;
   ps->qlen++;
-  if (ps->checker_started)
-    pthread_cond_signal(&ps->checker_cv);
+}
+
+void mc__pool_push(mc_portserver *ps, uint16_t port) {
+  queue_push(ps, port);
+  mc__pool_want_checks(ps);
 }
 
 static uint16_t queue_pop(mc_portserver *ps) {
@@ -163,78 +167,55 @@ static int take_ready(mc_portserver *ps) {
   mc__port_hold_release(&ps->ready[i].hold);
   ps->ready_head = (i + 1) % READY_MAX;
   ps->n_ready--;
-  /* Refill in bursts: fewer wake-ups of the checker. */
-  if (ps->n_ready == READY_MAX / 2)
-    pthread_cond_signal(&ps->checker_cv);
   return port;
 }
 
-/* The check-ahead thread (see ready[] in struct mc_portserver). It never
- * holds ps->mu during a check. After MAX_CHECKS busy ports in a row it
- * rests for 100 ms (requests then check inline, as without it). */
-void *mc__pool_check_ahead(void *arg) {
-  mc_portserver *ps = arg;
-  int probe = -1, busy_run = 0;
-  pthread_mutex_lock(&ps->mu);
-  while (ps->checker_run) {
-    if (busy_run >= MAX_CHECKS) {
-      struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_nsec += 100 * 1000 * 1000;
-      if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-      }
-      pthread_cond_timedwait(&ps->checker_cv, &ps->mu, &until);
-      busy_run = 0;
-      continue;
-    }
-    if (ps->n_ready == READY_MAX || ps->qlen == 0) {
-      /* Full (or nothing to check): sleep until half the ready ports are
-       * taken or a port comes back. */
-      pthread_cond_wait(&ps->checker_cv, &ps->mu);
-      continue;
-    }
-    uint16_t p = queue_pop(ps);
-    ps->n_checking++;
-    pthread_mutex_unlock(&ps->mu);
-    mc__port_hold h;
-    int ok = mc__port_hold_free(&probe, p, &h);
-    pthread_mutex_lock(&ps->mu);
-    ps->n_checking--;
-    if (ps->waiting_for_check)
-      pthread_cond_broadcast(&ps->checked_cv);
-    if (ok) {
-      size_t i = (ps->ready_head + ps->n_ready) % READY_MAX;
-      ps->ready[i].port = p;
-      ps->ready[i].hold = h;
-      ps->n_ready++;
-      busy_run = 0;
-    } else {
-      ps->st.busy_skipped++;
-      mc__pool_push(ps, p);
-      busy_run++;
-    }
-  }
-  pthread_mutex_unlock(&ps->mu);
-  if (probe >= 0)
-    close(probe);
-  return NULL;
+void mc__pool_want_checks(mc_portserver *ps) {
+  /* Not while resting after a run of busy ports (the timer is pending). */
+  if (ps->check_ev != NULL && ps->n_ready < READY_MAX && ps->qlen > 0 &&
+      !event_pending(ps->check_ev, EV_TIMEOUT, NULL))
+    event_active(ps->check_ev, EV_TIMEOUT, 0);
 }
 
-/* Stops the check-ahead thread and puts its ready ports back in the
- * queue (released). */
-void mc__pool_checker_stop(mc_portserver *ps) {
-  if (!ps->checker_started)
-    return;
+/* The check event (lowest priority: it runs only when no connection has
+ * anything to do; see check_ev). Checks the queue's head port and keeps it
+ * bound in ready[], or sends it to the back when busy; then asks to run
+ * again while ready[] has room. After MAX_CHECKS busy ports in a row it
+ * rests for 100 ms (requests then check inline). */
+void mc__pool_check_ahead(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  mc_portserver *ps = arg;
   pthread_mutex_lock(&ps->mu);
-  ps->checker_run = 0;
-  pthread_cond_signal(&ps->checker_cv);
+  if (ps->n_ready < READY_MAX && ps->qlen > 0) {
+    uint16_t p = queue_pop(ps);
+    mc__port_hold h;
+    if (mc__port_hold_free(&ps->probe_fd, p, &h)) {
+      size_t r = (ps->ready_head + ps->n_ready) % READY_MAX;
+      ps->ready[r].port = p;
+      ps->ready[r].hold = h;
+      ps->n_ready++;
+      ps->busy_run = 0;
+    } else {
+      ps->st.busy_skipped++;
+      queue_push(ps, p);
+      ps->busy_run++;
+    }
+  }
+  if (ps->busy_run >= MAX_CHECKS) {
+    ps->busy_run = 0;
+    struct timeval rest = {0, 100 * 1000};
+    event_add(ps->check_ev, &rest);
+  } else {
+    mc__pool_want_checks(ps);
+  }
   pthread_mutex_unlock(&ps->mu);
-  pthread_join(ps->checker, NULL);
-  ps->checker_started = 0;
+}
+
+/* Puts the ready ports back in the queue (released); at shutdown. */
+void mc__pool_ready_drain(mc_portserver *ps) {
   while (ps->n_ready > 0)
-    mc__pool_push(ps, (uint16_t)take_ready(ps));
+    queue_push(ps, (uint16_t)take_ready(ps));
 }
 
 /* Returns the port given to pid, or 0 when refused. */
@@ -262,24 +243,13 @@ int mc__pool_allocate(mc_portserver *ps, int pid, int requester) {
     reclaim_owner(ps, o);
     o = NULL;
   }
-  /* The only free ports are being checked ahead: wait for the outcome
-   * (one check, bounded) rather than refuse. */
-  while (ps->n_ready == 0 && ps->qlen == 0 && ps->n_checking > 0) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 1;
-    ps->waiting_for_check++;
-    int rc = pthread_cond_timedwait(&ps->checked_cv, &ps->mu, &until);
-    ps->waiting_for_check--;
-    if (rc != 0)
-      break;
-  }
   size_t limit = ps->qlen < MAX_CHECKS ? ps->qlen : MAX_CHECKS;
   size_t checked = 0;
   int port = 0;
   if (ps->n_ready > 0) {
     /* Checked ahead and held bound since: release and hand out. */
     port = take_ready(ps);
+    mc__pool_want_checks(ps); /* a replacement, once the reply is out */
     ps->st.from_ready++;
     checked = 1;
     limit = 0;
@@ -377,7 +347,7 @@ json_t *mc__pool_stats_json(mc_portserver *ps) {
       "I,"
       "s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
       "address", ps->address, "num_ports_managed", I(ps->pool_size),
-      "free_ports", I(ps->qlen + ps->n_ready + ps->n_checking),
+      "free_ports", I(ps->qlen + ps->n_ready),
       "ports_checked_ahead", I(ps->n_ready), "allocations_checked_ahead",
       I(ps->st.from_ready), "ports_in_use", I(ps->n_held), "owners_alive",
       I(ps->n_owners), "in_use_by_pid", owners, "total_allocations",

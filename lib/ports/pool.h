@@ -18,8 +18,8 @@
  * at most this many are examined per request. */
 #define MAX_CHECKS 64
 #define OWNER_BUCKETS 4096
-/* Ports the checker thread keeps checked and held bound ahead of requests
- * (each holds a TCP and a UDP socket, two of each without dual-stack). */
+/* Ports kept checked and held bound ahead of requests (each holds a TCP
+ * and a UDP socket, two of each without dual-stack). */
 #define READY_MAX 16
 
 typedef struct owner {
@@ -63,19 +63,20 @@ struct mc_portserver {
   pthread_t thread;
   int running;
 
-  /* Check-ahead: a thread takes ports from the queue's head, checks them
-   * (TCP and UDP bind, connect probe) and keeps them bound in ready[] (a
-   * ring) until a request takes one, so requests do not wait for the
-   * checks and nobody can bind a ready port between check and hand-out. */
+  /* Checks ahead of requests: check_ev, an event of the loop's lowest
+   * priority, takes ports from the queue's head, checks them (TCP and UDP
+   * bind, connect probe) and keeps them bound in ready[] (a ring) until a
+   * request takes one. It runs only when no connection has anything to do
+   * (between a reply and the next request), so a request waits for at most
+   * one check, and nobody can bind a ready port between its check and its
+   * hand-out. */
   struct {
     uint16_t port;
     mc__port_hold hold;
   } ready[READY_MAX];
-  size_t ready_head, n_ready, n_checking;
-  pthread_t checker;
-  pthread_cond_t checker_cv; /* wakes the checker */
-  pthread_cond_t checked_cv; /* a check finished (for a waiting request) */
-  int checker_run, checker_started, waiting_for_check;
+  size_t ready_head, n_ready;
+  struct event *check_ev;
+  int busy_run; /* busy ports in a row met by check_ev */
   dev_t sock_dev;
   ino_t sock_ino;
 
@@ -90,7 +91,7 @@ struct mc_portserver {
 
 /* Pool operations; all are called with ps->mu held, except where noted. */
 
-/* Puts a free port at the queue's tail (wakes the check-ahead thread). */
+/* Puts a free port at the queue's tail (and schedules checks). */
 void mc__pool_push(mc_portserver *ps, uint16_t port);
 
 /* Takes a held port from its owner and puts it back in the queue. */
@@ -109,12 +110,15 @@ int mc__pool_allocate(mc_portserver *ps, int pid, int requester);
 /* The once-a-second sweep (a libevent callback; takes ps->mu itself). */
 void mc__pool_sweep(evutil_socket_t fd, short what, void *arg);
 
-/* The check-ahead thread's body (arg: ps; takes ps->mu itself). */
-void *mc__pool_check_ahead(void *arg);
+/* Schedules check_ev when ready[] has room and the queue has ports. */
+void mc__pool_want_checks(mc_portserver *ps);
 
-/* Stops the check-ahead thread (without ps->mu; the loop has stopped) and
- * puts its ready ports back in the queue. */
-void mc__pool_checker_stop(mc_portserver *ps);
+/* check_ev's callback (arg: ps; takes ps->mu itself). */
+void mc__pool_check_ahead(evutil_socket_t fd, short what, void *arg);
+
+/* Puts the ready ports back in the queue, released (the loop has
+ * stopped). */
+void mc__pool_ready_drain(mc_portserver *ps);
 
 /* The statistics as a JSON object (NULL when memory is short). */
 json_t *mc__pool_stats_json(mc_portserver *ps);

@@ -426,8 +426,6 @@ mc_code mc_portserver_new(mc_portserver **out,
   ps->conn_timeout_ms =
       opts->conn_timeout_ms ? opts->conn_timeout_ms : DEFAULT_CONN_TIMEOUT_MS;
   pthread_mutex_init(&ps->mu, NULL);
-  pthread_cond_init(&ps->checker_cv, NULL);
-  pthread_cond_init(&ps->checked_cv, NULL);
   *out = ps;
   return MC_OK;
 }
@@ -541,6 +539,10 @@ static void *serve(void *arg) {
 static void teardown(mc_portserver *ps) {
   while (ps->conns != NULL)
     conn_close(ps->conns);
+  if (ps->check_ev != NULL)
+    event_free(ps->check_ev);
+  ps->check_ev = NULL;
+  mc__pool_ready_drain(ps);
   for (size_t b = 0; b < OWNER_BUCKETS; b++) {
     while (ps->buckets[b] != NULL) {
       owner *o = ps->buckets[b];
@@ -592,7 +594,10 @@ mc_code mc_portserver_start(mc_portserver *ps) {
     return rc;
   ps->base = event_base_new();
   ps->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (ps->base == NULL || ps->stop_fd < 0) {
+  /* Three priorities: everything runs at the default (1) except the
+   * checks ahead (2), which run only when nothing else is active. */
+  if (ps->base == NULL || ps->stop_fd < 0 ||
+      event_base_priority_init(ps->base, 3) != 0) {
     close(fd);
     teardown(ps);
     return mc__error_set(MC_RESOURCE_EXHAUSTED,
@@ -611,14 +616,17 @@ mc_code mc_portserver_start(mc_portserver *ps) {
   ps->stop_ev = event_new(ps->base, ps->stop_fd, EV_READ, on_stop, ps);
   ps->sweep_ev = event_new(ps->base, -1, EV_PERSIST, mc__pool_sweep, ps);
   ps->reenable_ev = evtimer_new(ps->base, on_reenable, ps);
+  ps->check_ev = event_new(ps->base, -1, 0, mc__pool_check_ahead, ps);
   struct timeval second = {1, 0};
   if (ps->stop_ev == NULL || ps->sweep_ev == NULL || ps->reenable_ev == NULL ||
+      ps->check_ev == NULL || event_priority_set(ps->check_ev, 2) != 0 ||
       event_add(ps->stop_ev, NULL) != 0 ||
       event_add(ps->sweep_ev, &second) != 0) {
     teardown(ps);
     return mc__error_set(MC_RESOURCE_EXHAUSTED,
                          "port server: cannot create its events");
   }
+  mc__pool_want_checks(ps);
   /* The server's thread takes none of the process's signals: it inherits
    * a full mask. Otherwise a signal meant for the host process (libFuzzer's
    * SIGALRM, a test's timer) may be delivered to this thread and interrupt
@@ -627,15 +635,6 @@ mc_code mc_portserver_start(mc_portserver *ps) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int err = pthread_create(&ps->thread, NULL, serve, ps);
-  if (err == 0) {
-    /* Without the check-ahead thread requests check inline: slower, same
-     * guarantees. */
-    pthread_mutex_lock(&ps->mu);
-    ps->checker_run = 1;
-    ps->checker_started =
-        pthread_create(&ps->checker, NULL, mc__pool_check_ahead, ps) == 0;
-    pthread_mutex_unlock(&ps->mu);
-  }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (err != 0) {
     teardown(ps);
@@ -652,7 +651,6 @@ void mc_portserver_stop(mc_portserver *ps) {
   uint64_t one = 1;
   (void)!write(ps->stop_fd, &one, sizeof one);
   pthread_join(ps->thread, NULL);
-  mc__pool_checker_stop(ps);
   ps->running = 0;
   teardown(ps);
 }
@@ -661,11 +659,8 @@ void mc_portserver_free(mc_portserver *ps) {
   if (ps == NULL)
     return;
   mc_portserver_stop(ps);
-  if (ps->queue != NULL) {
+  if (ps->queue != NULL)
     pthread_mutex_destroy(&ps->mu);
-    pthread_cond_destroy(&ps->checker_cv);
-    pthread_cond_destroy(&ps->checked_cv);
-  }
   free(ps->queue);
   free(ps->slots);
   free(ps->address);

@@ -495,7 +495,7 @@ static void checks_ports_ahead_and_holds_them(void **state) {
   char addr[80], pool[32];
   snprintf(pool, sizeof pool, "%d-%d", lo, hi);
   mc_portserver *ps = start_server(pool, addr, sizeof addr, 0);
-  /* The check-ahead thread takes the 7 free ports (the pool is smaller
+  /* The checks ahead take the 7 free ports (the pool is smaller
    * than its ready set) and skips the busy one. */
   for (int i = 0; i < 1000 && stat_int(ps, "ports_checked_ahead") < 7; i++)
     usleep(10 * 1000);
@@ -524,6 +524,45 @@ static void checks_ports_ahead_and_holds_them(void **state) {
   close(outsider);
   for (int p = lo; p <= hi; p++)
     assert_true(can_bind(p, SOCK_STREAM) && can_bind(p, SOCK_DGRAM));
+}
+
+/* More busy ports in a row than the checks ahead examine before resting:
+ * they resume after the rest by themselves and find the free ports behind
+ * the busy ones. */
+static void checks_ahead_rest_and_resume(void **state) {
+  (void)state;
+  enum { BUSY = 70, FREE = 10 };
+  int lo = pool_base() + 300, hi = lo + BUSY + FREE - 1;
+  int outsiders[BUSY];
+  for (int i = 0; i < BUSY; i++) {
+    outsiders[i] = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)(lo + i));
+    assert_int_equal(bind(outsiders[i], (struct sockaddr *)&a, sizeof a), 0);
+  }
+  char addr[80], pool[32];
+  snprintf(pool, sizeof pool, "%d-%d", lo, hi);
+  mc_portserver *ps = start_server(pool, addr, sizeof addr, 0);
+  /* No request comes: after 64 busy ports the checks ahead rest, then
+   * resume on their own and reach the free ports. */
+  for (int i = 0; i < 1000 && stat_int(ps, "ports_checked_ahead") < FREE; i++)
+    usleep(10 * 1000);
+  assert_int_equal(stat_int(ps, "ports_checked_ahead"), FREE);
+  assert_true(stat_int(ps, "busy_ports_skipped") >= BUSY);
+  int got[FREE];
+  for (int i = 0; i < FREE; i++) {
+    got[i] = request_port(addr, getpid());
+    assert_true(got[i] >= lo + BUSY && got[i] <= hi);
+    for (int j = 0; j < i; j++)
+      assert_int_not_equal(got[i], got[j]);
+  }
+  assert_int_equal(stat_int(ps, "allocations_checked_ahead"), FREE);
+  mc_portserver_free(ps);
+  for (int i = 0; i < BUSY; i++)
+    close(outsiders[i]);
 }
 
 static int owner_of(mc_portserver *ps, int port) {
@@ -777,6 +816,7 @@ int main(void) {
       cmocka_unit_test(stats_text_and_json),
       cmocka_unit_test(keeps_connections_when_asked),
       cmocka_unit_test(checks_ports_ahead_and_holds_them),
+      cmocka_unit_test(checks_ahead_rest_and_resume),
       cmocka_unit_test(client_keeps_one_connection),
       cmocka_unit_test(server_thread_takes_no_signals),
   };
