@@ -325,6 +325,11 @@ mc_code mc__rpc_run_blocking(void (*fn)(void *arg), void *arg);
  * meant to run without a thread hand-off really does. Thread-safe. */
 uint64_t mc__rpc_pool_count(void);
 
+/* How many retired blocking-pool threads are not joined yet: at most one
+ * or two at any time (each retiring thread joins the ones before it).
+ * For tests. Thread-safe. */
+size_t mc__rpc_pool_unjoined(void);
+
 /* ------------------------------------------------------------------------ */
 /* Hooks: fault injection and tracing (helper modules fill them in)         */
 /* ------------------------------------------------------------------------ */

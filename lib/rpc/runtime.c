@@ -37,6 +37,7 @@ static struct {
   uint64_t pool_submitted;   /* tasks ever submitted (mc__rpc_pool_count) */
   pool_thread *pool_threads; /* every started thread, joined at teardown */
   pool_thread *pool_exited;  /* exited threads waiting to be joined */
+  size_t pool_unjoined;      /* retired, not joined yet (tests) */
 
   pthread_mutex_t timer_mu;
   pthread_cond_t timer_cv;
@@ -113,6 +114,24 @@ static void *cq_main(void *unused) {
 
 /* ---- blocking pool ---- */
 
+/* Joins and frees a list of retired pool threads (taken off
+ * rt.pool_exited); called with pool_mu NOT held. */
+static void join_retired(pool_thread *list) {
+  size_t n = 0;
+  while (list != NULL) {
+    pool_thread *next = list->next;
+    pthread_join(list->tid, NULL);
+    free(list);
+    list = next;
+    n++;
+  }
+  if (n > 0) {
+    pthread_mutex_lock(&rt.pool_mu);
+    rt.pool_unjoined -= n;
+    pthread_mutex_unlock(&rt.pool_mu);
+  }
+}
+
 static void *pool_main(void *self_) {
   pool_thread *self = self_;
   tls_internal = 1;
@@ -140,9 +159,19 @@ static void *pool_main(void *self_) {
           break;
         }
       }
-      self->next = rt.pool_exited;
+      /* Join the threads that retired before this one (they have
+       * returned, or are about to), and leave only this one for the next
+       * to join: retired threads are joined here, not only by
+       * mc__rpc_pool_submit from an outside thread, which a server whose
+       * blocking work comes in through its handlers never makes (each
+       * unjoined thread kept its 8 MiB stack mapped: the soak bench grew
+       * by 6,000 of them in 5,000 steps). */
+      pool_thread *before = rt.pool_exited;
+      self->next = NULL;
       rt.pool_exited = self;
+      rt.pool_unjoined++;
       pthread_mutex_unlock(&rt.pool_mu);
+      join_retired(before);
       return NULL;
     }
     rt.pool_idle++;
@@ -157,12 +186,7 @@ static void pool_reap(void) {
   pool_thread *list = rt.pool_exited;
   rt.pool_exited = NULL;
   pthread_mutex_unlock(&rt.pool_mu);
-  while (list != NULL) {
-    pool_thread *next = list->next;
-    pthread_join(list->tid, NULL);
-    free(list);
-    list = next;
-  }
+  join_retired(list);
 }
 
 void mc__rpc_pool_submit(mc__rpc_task *t) {
@@ -210,6 +234,13 @@ void mc__rpc_pool_submit(mc__rpc_task *t) {
     t->fn(t);
   if (!tls_internal)
     pool_reap();
+}
+
+size_t mc__rpc_pool_unjoined(void) {
+  pthread_mutex_lock(&rt.pool_mu);
+  size_t n = rt.pool_unjoined;
+  pthread_mutex_unlock(&rt.pool_mu);
+  return n;
 }
 
 uint64_t mc__rpc_pool_count(void) {

@@ -444,6 +444,36 @@ static void test_blocking_pool_no_queueing(void **state) {
   mc__rpc_server_free(s);
 }
 
+/* Bursts of blocking calls make pool threads, which retire when the burst
+ * is over. The calls come in through a server's handlers, so no outside
+ * thread ever submits to the pool: the retired threads must be joined all
+ * the same (they used to pile up, each with its stack, until shutdown). */
+static void test_retired_pool_threads_are_joined(void **state) {
+  (void)state;
+  mc_rpc_server *s = start_server("burst");
+  mc_rpc_channel *ch = channel_to(s);
+  Req r = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  enum { CALLS = 24, ROUNDS = 4 };
+  for (int round = 0; round < ROUNDS; round++) {
+    async_result res[CALLS];
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < CALLS; i++)
+      MC_ASSERT_OK(mc__rpc_unary_async(ch, "/t.T/Slow", &r.base, RESP_DESC,
+                                       20000, on_done, &res[i]));
+    for (int i = 0; i < CALLS; i++) {
+      while (!atomic_load(&res[i].done))
+        sleep_ms(1);
+      assert_int_equal(res[i].code, MC_OK);
+    }
+  }
+  /* The last retiring thread may still be on its way out. */
+  for (int i = 0; i < 1000 && mc__rpc_pool_unjoined() > 1; i++)
+    sleep_ms(1);
+  assert_true(mc__rpc_pool_unjoined() <= 1);
+  mc__rpc_channel_release(ch);
+  mc__rpc_server_free(s);
+}
+
 static void test_threads_do_not_grow(void **state) {
   (void)state;
   mc_rpc_server *first = start_server("first");
@@ -614,6 +644,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_basic_and_errors),
       cmocka_unit_test(test_run_blocking),
+      cmocka_unit_test(test_retired_pool_threads_are_joined),
       cmocka_unit_test(test_bad_arguments),
       cmocka_unit_test(test_port_in_use),
       cmocka_unit_test(test_stop_with_call_in_flight),
