@@ -4,6 +4,7 @@
  * filling a bounded queue, GetElement calls parked until an element exists.
  */
 #include "core/status.h"
+#include "data/data_service.h"
 #include "data/dataset.h"
 #include "data/dispatcher_state.h"
 #include "data/element_wire.h"
@@ -46,7 +47,10 @@ struct mc_worker_server {
   mc_rpc_channel *disp;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  wtask **tasks; /* including deleted ones, freed at the end */
+  /* Including deleted ones: their producer is joined and their queue and
+   * dataset freed soon after (release_deleted_locked), but the struct
+   * stays until the end, since a cancel callback may still hold it. */
+  wtask **tasks;
   size_t ntasks, cap;
   int started, stopping, stopped;
   pthread_t hb, reaper;
@@ -66,6 +70,7 @@ struct wtask {
   mc_rpc_call **waiters;
   size_t nwait, capwait;
   int eos, stop, deleted, completed_reported;
+  int done; /* the producer has finished (set by it, under w->mu) */
   mc_code err;
   char errmsg[512];
   int64_t next_index, split_index;
@@ -236,6 +241,9 @@ static void *producer_main(void *arg) {
     pthread_mutex_unlock(&w->mu);
   }
   mc_dataset_iterator_free(it);
+  pthread_mutex_lock(&w->mu);
+  t->done = 1;
+  pthread_mutex_unlock(&w->mu);
   return NULL;
 }
 
@@ -306,6 +314,15 @@ static void h_get_element(mc_rpc_call *call, const ProtobufCMessage *msg,
   if (mc__rpc_call_cancelled(call) || w->stopping) {
     pthread_mutex_unlock(&w->mu);
     mc__rpc_call_reply(call, NULL, MC_CANCELLED, "GetElement cancelled");
+    return;
+  }
+  if (t->stop) {
+    /* Deleted while the lock was released: nobody would answer it. */
+    pthread_mutex_unlock(&w->mu);
+    char m[256];
+    snprintf(m, sizeof m, "task %lld was deleted on worker %s",
+             (long long)req->task_id, w->address);
+    mc__rpc_call_reply(call, NULL, MC_NOT_FOUND, m);
     return;
   }
   if (t->nwait == t->capwait) {
@@ -545,6 +562,38 @@ static void *heartbeat_main(void *arg) {
   }
 }
 
+/* Frees what deleted tasks hold once their producer has finished: the
+ * thread (joined: it has returned or is returning), the queued elements
+ * (up to QUEUE_BYTES each) and the dataset. Without this a long-lived
+ * worker kept all of it for every iteration it ever served. w->mu held. */
+static void release_deleted_locked(mc_worker_server *w) {
+  for (size_t i = 0; i < w->ntasks; i++) {
+    wtask *t = w->tasks[i];
+    if (!t->deleted || !t->done || !t->thread_started)
+      continue;
+    pthread_join(t->thread, NULL);
+    t->thread_started = 0;
+    for (int k = 0; k < t->qlen; k++)
+      welem_free(&t->q[(t->qhead + k) % QUEUE_CAP]);
+    t->qlen = 0;
+    t->qbytes = 0;
+    mc_dataset_free(t->ds);
+    t->ds = NULL;
+  }
+}
+
+void mc__worker_server_held(mc_worker_server *w, size_t *threads,
+                            size_t *queued_bytes) {
+  pthread_mutex_lock(&w->mu);
+  *threads = 0;
+  *queued_bytes = 0;
+  for (size_t i = 0; i < w->ntasks; i++) {
+    *threads += (size_t)w->tasks[i]->thread_started;
+    *queued_bytes += w->tasks[i]->qbytes;
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
 static void *reaper_main(void *arg) {
   mc_worker_server *w = arg;
   pthread_mutex_lock(&w->mu);
@@ -559,6 +608,7 @@ static void *reaper_main(void *arg) {
         reply_empty(calls[k], 0);
       pthread_mutex_lock(&w->mu);
     }
+    release_deleted_locked(w);
     mc__data_cond_wait_ms(&w->cv, &w->mu, 100);
   }
   pthread_mutex_unlock(&w->mu);

@@ -480,6 +480,18 @@ static void test_iteration_gc(void **state) {
   while (mc_worker_server_num_tasks(c.w[0]) > 0 && mc_test_now_ms() < deadline)
     usleep(10000);
   assert_int_equal(mc_worker_server_num_tasks(c.w[0]), 0);
+  /* The deleted task's producer thread is joined and its queue (it had
+   * filled it: 256 elements) freed while the worker runs on, not only
+   * when it stops. */
+  size_t threads = 1, bytes = 1;
+  deadline = mc_test_now_ms() + 20000;
+  while ((threads > 0 || bytes > 0) && mc_test_now_ms() < deadline) {
+    mc__worker_server_held(c.w[0], &threads, &bytes);
+    if (threads > 0 || bytes > 0)
+      usleep(10000);
+  }
+  assert_int_equal(threads, 0);
+  assert_int_equal(bytes, 0);
   mc_dataset_free(ds);
   stop_cluster(&c);
 }
