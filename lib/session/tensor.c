@@ -451,28 +451,44 @@ mc_code mc__tensor_from_proto(const Tensorflow__TensorProto *p,
     for (int i = 0; i < rank; i++)
       dims[i] = p->tensor_shape->dim[i]->size;
   }
+  /* Checked before anything is allocated: the proto may come from the
+   * network, and its shape alone must not make us allocate. */
+  int64_t n = 0;
+  if (shape_elements(dims, rank, &n) != MC_OK)
+    return mc__error_prefix("TensorProto: ");
+  size_t esize = dtype == MC_DT_STRING ? sizeof(mc_tstr) : mc_dtype_size(dtype);
+  uint64_t need = (uint64_t)n * esize; /* n < INT64_MAX / 16 */
+  char sh[128];
+  if (p->tensor_content.len > 0) {
+    if (dtype == MC_DT_STRING)
+      return mc__error_set(MC_INVALID_ARGUMENT,
+                           "TensorProto of dtype string uses tensor_content "
+                           "(only string_val is supported)");
+    if (p->tensor_content.len != need) {
+      mc__shape_str(dims, rank, sh, sizeof sh);
+      return mc__error_set(MC_INVALID_ARGUMENT,
+                           "TensorProto tensor_content is %zu bytes but %s "
+                           "shape %s needs %llu",
+                           p->tensor_content.len, mc_dtype_name(dtype), sh,
+                           (unsigned long long)need);
+    }
+  } else if (typed_count(p, dtype) < (uint64_t)n && need > MC_TENSOR_FILL_MAX) {
+    /* Fewer values than elements: TensorFlow repeats the last one (or
+     * fills zeros), so a few bytes could ask for gigabytes. */
+    mc__shape_str(dims, rank, sh, sizeof sh);
+    return mc__error_set(MC_RESOURCE_EXHAUSTED,
+                         "TensorProto fills a %s tensor of shape %s (%llu "
+                         "bytes) from %zu values in %s; at most %u MiB may "
+                         "be filled from fewer values than elements",
+                         mc_dtype_name(dtype), sh, (unsigned long long)need,
+                         typed_count(p, dtype), typed_field(dtype),
+                         (unsigned)(MC_TENSOR_FILL_MAX >> 20));
+  }
   mc_tensor *t;
   mc_code rc = mc__tensor_alloc(&t, dtype, dims, rank);
   if (rc != MC_OK)
     return mc__error_prefix("TensorProto: ");
-  char sh[128];
   if (p->tensor_content.len > 0) {
-    if (dtype == MC_DT_STRING) {
-      mc_tensor_free(t);
-      return mc__error_set(MC_INVALID_ARGUMENT,
-                           "TensorProto of dtype string uses tensor_content "
-                           "(only string_val is supported)");
-    }
-    if (p->tensor_content.len != t->nbytes) {
-      mc__tensor_shape_str(t, sh, sizeof sh);
-      size_t want = t->nbytes;
-      mc_tensor_free(t);
-      return mc__error_set(MC_INVALID_ARGUMENT,
-                           "TensorProto tensor_content is %zu bytes but %s "
-                           "shape %s needs %zu",
-                           p->tensor_content.len, mc_dtype_name(dtype), sh,
-                           want);
-    }
     memcpy(t->data, p->tensor_content.data, t->nbytes);
     if (dtype == MC_DT_BOOL) {
       uint8_t *b = t->data;
@@ -485,7 +501,6 @@ mc_code mc__tensor_from_proto(const Tensorflow__TensorProto *p,
   size_t count = typed_count(p, dtype);
   if (count > (uint64_t)t->n) {
     mc__tensor_shape_str(t, sh, sizeof sh);
-    int64_t n = t->n;
     mc_tensor_free(t);
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "TensorProto has %zu values in %s but shape %s holds "

@@ -47,6 +47,12 @@ int mc__tensor_same_shape(const mc_tensor *a, const mc_tensor *b);
 const char *mc__tensor_shape_str(const mc_tensor *t, char *buf, size_t size);
 
 /* Writes "[2,3]" for rank sizes dims. Returns buf. */
+/* The most a TensorProto with fewer values than elements (filled by
+ * repeating the last value, or with zeros) may expand to when decoded;
+ * larger ones are refused with RESOURCE_EXHAUSTED before any allocation.
+ * A proto that carries every value is bounded by its own size. */
+#define MC_TENSOR_FILL_MAX ((uint64_t)256 << 20)
+
 const char *mc__shape_str(const int64_t *dims, int rank, char *buf,
                           size_t size);
 

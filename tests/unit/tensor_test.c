@@ -276,6 +276,35 @@ static void bad_protos_are_rejected(void **state) {
   p.tensor_content.len = 8;
   MC_ASSERT_ERR(parse(&p, &t), MC_INVALID_ARGUMENT, "tensor_content");
 
+  p.dtype = TENSORFLOW__DATA_TYPE__DT_FLOAT;
+  p.tensor_content.len = 0;
+
+  /* A few bytes must not make the decoder allocate gigabytes (the element
+   * fuzz target found a 3.9 GB calloc): a fill of more than
+   * MC_TENSOR_FILL_MAX from fewer values than elements is refused before
+   * anything is allocated, with or without values to repeat. */
+  d0.size = (int64_t)(MC_TENSOR_FILL_MAX / sizeof(float)) + 1;
+  MC_ASSERT_ERR(parse(&p, &t), MC_RESOURCE_EXHAUSTED,
+                "from 0 values in float_val");
+  p.n_float_val = 1;
+  MC_ASSERT_ERR(parse(&p, &t), MC_RESOURCE_EXHAUSTED,
+                "from 1 values in float_val");
+  /* ... and tensor_content must match the shape before allocation. */
+  p.n_float_val = 0;
+  p.tensor_content.len = 12;
+  MC_ASSERT_ERR(parse(&p, &t), MC_INVALID_ARGUMENT,
+                "tensor_content is 12 bytes");
+  p.tensor_content.len = 0;
+  /* A fill up to the limit still works (TensorFlow's broadcast). */
+  d0.size = 1 << 20;
+  p.n_float_val = 1;
+  MC_ASSERT_OK(parse(&p, &t));
+  assert_int_equal(mc_tensor_num_elements(t), 1 << 20);
+  assert_true(((const float *)mc_tensor_data(t))[(1 << 20) - 1] == 1.0f);
+  mc_tensor_free(t);
+  p.n_float_val = 0;
+  d0.size = 2;
+
   uint8_t junk[3] = {0xff, 0xff, 0xff};
   MC_ASSERT_ERR(mc_tensor_from_proto_bytes(junk, 3, &t), MC_INVALID_ARGUMENT,
                 "3 bytes do not decode");
