@@ -6,7 +6,7 @@
  * the outcome does not depend on the cut: the same code, elements, end of
  * sequence flag and component tensors as when the bytes come in one run.
  * Components that declare more than 2^20 elements are skipped (see
- * too_big). */
+ * mc_fuzz_tensor_too_big). */
 #include "fuzz.h"
 
 #include <stdlib.h>
@@ -14,30 +14,10 @@
 
 #include "data/element_wire.h"
 #include "data_worker.pb-c.h"
-#include "tensor.pb-c.h"
-
-/* 1 when a component declares more than 2^20 elements: a TensorProto may
- * give a shape and one value to repeat, so a small message can ask for a
- * large tensor. Filling it is correct but slow (tensor_proto.c skips the
- * same inputs). */
-static int component_too_big(const ProtobufCBinaryData *c) {
-  Tensorflow__TensorProto *p =
-      tensorflow__tensor_proto__unpack(NULL, c->len, c->data);
-  if (p == NULL)
-    return 0;
-  double n = 1;
-  if (p->tensor_shape)
-    for (size_t i = 0; i < p->tensor_shape->n_dim; i++)
-      n *= (double)(p->tensor_shape->dim[i]->size > 0
-                        ? p->tensor_shape->dim[i]->size
-                        : 1);
-  tensorflow__tensor_proto__free_unpacked(p, NULL);
-  return n > (double)(1 << 20);
-}
 
 static int element_too_big(const Tensorflow__Data__UncompressedElement *e) {
   for (size_t i = 0; e != NULL && i < e->n_components; i++)
-    if (component_too_big(&e->components[i]))
+    if (mc_fuzz_tensor_too_big(e->components[i].data, e->components[i].len))
       return 1;
   return 0;
 }

@@ -44,4 +44,10 @@ void mc_fuzz_check_error(mc_code got, mc_code want);
  * copy, a JSON round trip and a ClusterDef round trip. */
 void mc_fuzz_check_spec(const mc_cluster_spec *spec);
 
+/* 1 when the bytes are a TensorProto whose shape declares more than 2^20
+ * elements. A TensorProto may give a shape and one value to repeat, so a
+ * small input can ask for a large tensor: filling it is correct (up to
+ * MC_TENSOR_FILL_MAX) but slow, so targets skip such inputs. */
+int mc_fuzz_tensor_too_big(const uint8_t *data, size_t size);
+
 #endif

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor.pb-c.h"
+
 void mc_fuzz_fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -95,4 +97,19 @@ void mc_fuzz_check_spec(const mc_cluster_spec *spec) {
   MC_FUZZ_CHECK(mc_cluster_spec_equal(spec, back));
   mc_free(bytes);
   mc_cluster_spec_free(back);
+}
+
+int mc_fuzz_tensor_too_big(const uint8_t *data, size_t size) {
+  Tensorflow__TensorProto *p =
+      tensorflow__tensor_proto__unpack(NULL, size, data);
+  if (p == NULL)
+    return 0;
+  double n = 1;
+  if (p->tensor_shape)
+    for (size_t i = 0; i < p->tensor_shape->n_dim; i++)
+      n *= (double)(p->tensor_shape->dim[i]->size > 0
+                        ? p->tensor_shape->dim[i]->size
+                        : 1);
+  tensorflow__tensor_proto__free_unpacked(p, NULL);
+  return n > (double)(1 << 20);
 }

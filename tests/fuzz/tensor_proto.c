@@ -8,23 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tensor.pb-c.h"
-
-static int too_big(const uint8_t *data, size_t size) {
-  Tensorflow__TensorProto *p =
-      tensorflow__tensor_proto__unpack(NULL, size, data);
-  if (p == NULL)
-    return 0;
-  double n = 1;
-  if (p->tensor_shape)
-    for (size_t i = 0; i < p->tensor_shape->n_dim; i++)
-      n *= (double)(p->tensor_shape->dim[i]->size > 0
-                        ? p->tensor_shape->dim[i]->size
-                        : 1);
-  tensorflow__tensor_proto__free_unpacked(p, NULL);
-  return n > (double)(1 << 20);
-}
-
 static void check_same(const mc_tensor *a, const mc_tensor *b) {
   MC_FUZZ_CHECK(mc_tensor_dtype(a) == mc_tensor_dtype(b));
   MC_FUZZ_CHECK(mc_tensor_rank(a) == mc_tensor_rank(b));
@@ -45,7 +28,7 @@ static void check_same(const mc_tensor *a, const mc_tensor *b) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (too_big(data, size))
+  if (mc_fuzz_tensor_too_big(data, size))
     return 0;
   mc_tensor *t = NULL;
   mc_code rc = mc_tensor_from_proto_bytes(data, size, &t);
