@@ -10,7 +10,8 @@
 void mc__dispatch_server_set_grace_ms(mc_dispatch_server *d, int grace_ms);
 
 /* What a worker holds for its tasks: producer threads not joined yet and
- * bytes of queued elements (deleted tasks included). For tests. */
+ * bytes of queued elements (deleted tasks included). For tests;
+ * thread-safe (takes the worker's lock). */
 void mc__worker_server_held(mc_worker_server *w, size_t *threads,
                             size_t *queued_bytes);
 
