@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.pb-c.h"
+#include "core/pb.h"
 #include "core/status.h"
 #include "tensorflow_server.pb-c.h"
 
@@ -51,7 +52,7 @@ mc_code mc_cluster_spec_from_cluster_def(mc_cluster_spec **out,
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "mc_cluster_spec_from_cluster_def: NULL argument");
   Tensorflow__ClusterDef *def =
-      tensorflow__cluster_def__unpack(NULL, len, data);
+      MC_PB_UNPACK(tensorflow__cluster_def, Tensorflow__ClusterDef, len, data);
   if (def == NULL)
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "undecodable ClusterDef (%zu bytes): not a valid "
@@ -182,7 +183,8 @@ mc_code mc_server_def_parse(mc_server_def **out, const void *data, size_t len) {
   if (out == NULL || (data == NULL && len > 0))
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "mc_server_def_parse: NULL argument");
-  Tensorflow__ServerDef *msg = tensorflow__server_def__unpack(NULL, len, data);
+  Tensorflow__ServerDef *msg =
+      MC_PB_UNPACK(tensorflow__server_def, Tensorflow__ServerDef, len, data);
   if (msg == NULL)
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "undecodable ServerDef (%zu bytes): not a valid "
@@ -244,8 +246,9 @@ mc_code mc_server_def_serialize(const mc_server_def *def, uint8_t **data,
   tensorflow__server_def__init(&msg);
   tensorflow__cluster_def__init(&cluster);
   if (def->default_session_config != NULL) {
-    config = tensorflow__config_proto__unpack(
-        NULL, def->default_session_config_len, def->default_session_config);
+    config = MC_PB_UNPACK(tensorflow__config_proto, Tensorflow__ConfigProto,
+                          def->default_session_config_len,
+                          def->default_session_config);
     if (config == NULL)
       return mc__error_set(MC_INVALID_ARGUMENT,
                            "ServerDef: default_session_config (%zu bytes) is "

@@ -1,6 +1,7 @@
 /* Dataset pipelines: definitions, (de)serialization and local iteration. */
 #include "data/dataset.h"
 
+#include "core/pb.h"
 #include "core/status.h"
 #include "data/element_codec.h"
 
@@ -530,8 +531,8 @@ mc_code mc__dataset_from_def(const Tensorflow__Data__DatasetDef *def,
 mc_code mc_dataset_from_def_bytes(const uint8_t *buf, size_t len,
                                   mc_dataset **out) {
   *out = NULL;
-  Tensorflow__Data__DatasetDef *def =
-      tensorflow__data__dataset_def__unpack(NULL, len, buf);
+  Tensorflow__Data__DatasetDef *def = MC_PB_UNPACK(
+      tensorflow__data__dataset_def, Tensorflow__Data__DatasetDef, len, buf);
   if (def == NULL)
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "%zu bytes do not decode as a DatasetDef", len);

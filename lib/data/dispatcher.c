@@ -2,6 +2,7 @@
  * dispatcher.c: the tf.data DispatcherService (RPC table and handlers) and
  * the dispatch server's lifecycle. State lives in dispatcher_state.c.
  */
+#include "core/pb.h"
 #include "core/status.h"
 #include "data/data_service.h"
 #include "data/dispatcher_state.h"
@@ -243,7 +244,9 @@ static void h_get_dataset_def(mc_rpc_call *call, const ProtobufCMessage *msg,
   pthread_mutex_lock(&d->mu);
   mc__ddataset *ds = mc__dstate_dataset(&d->st, req->dataset_id);
   Tensorflow__Data__DatasetDef *def =
-      ds ? tensorflow__data__dataset_def__unpack(NULL, ds->len, ds->def) : NULL;
+      ds ? MC_PB_UNPACK(tensorflow__data__dataset_def,
+                        Tensorflow__Data__DatasetDef, ds->len, ds->def)
+         : NULL;
   pthread_mutex_unlock(&d->mu);
   if (def == NULL) {
     mc__error_set(MC_NOT_FOUND, "dataset \"%s\" not found", req->dataset_id);
@@ -486,7 +489,8 @@ static mc_code task_def(mc_dispatch_server *d, const mc__dtask *t,
   td->processing_mode_def = pm;
   td->dataset_case = TENSORFLOW__DATA__TASK_DEF__DATASET_DATASET_DEF;
   td->dataset_def =
-      tensorflow__data__dataset_def__unpack(NULL, ds->len, ds->def);
+      MC_PB_UNPACK(tensorflow__data__dataset_def, Tensorflow__Data__DatasetDef,
+                   ds->len, ds->def);
   td->dataset_id = ds->id;
   td->task_id = t->id;
   td->iteration_id = it->id;

@@ -1,6 +1,7 @@
 /* The dispatcher's state and its journal (see dispatcher_state.h). */
 #include "data/dispatcher_state.h"
 
+#include "core/pb.h"
 #include "core/status.h"
 #include "data/dataset.h"
 
@@ -136,8 +137,8 @@ static int64_t def_cardinality(const uint8_t *def, size_t len) {
   mc_dataset *ds;
   /* Only the source matters; map/filter functions need not be registered
    * in the dispatcher's process, so parse just the first op. */
-  Tensorflow__Data__DatasetDef *d =
-      tensorflow__data__dataset_def__unpack(NULL, len, def);
+  Tensorflow__Data__DatasetDef *d = MC_PB_UNPACK(
+      tensorflow__data__dataset_def, Tensorflow__Data__DatasetDef, len, def);
   if (d == NULL)
     return -1;
   int64_t card = -1;
@@ -424,7 +425,8 @@ mc_code mc__dstate_commit_record(mc__dstate *s,
 }
 
 static mc_code replay_one(void *arg, const uint8_t *data, size_t len) {
-  mc__jupdate *u = tensorflow__data__journal_update__unpack(NULL, len, data);
+  mc__jupdate *u = MC_PB_UNPACK(tensorflow__data__journal_update,
+                                Tensorflow__Data__JournalUpdate, len, data);
   if (u == NULL)
     return mc__error_set(MC_DATA_LOSS, "record does not decode");
   mc_code rc = mc__dstate_apply(arg, u);

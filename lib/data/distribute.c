@@ -4,6 +4,7 @@
  * fetch thread per task pulls elements (GetElement) into a bounded queue
  * that next() drains.
  */
+#include "core/pb.h"
 #include "core/status.h"
 #include "data/dataset.h"
 #include "data/element_wire.h"
@@ -492,8 +493,8 @@ static mc_code setup(mc_data_iterator *it, const mc_dataset *ds,
   mc_code rc = mc_dataset_to_def_bytes(ds, &buf, &len);
   if (rc != MC_OK)
     return rc;
-  Tensorflow__Data__DatasetDef *def =
-      tensorflow__data__dataset_def__unpack(NULL, len, buf);
+  Tensorflow__Data__DatasetDef *def = MC_PB_UNPACK(
+      tensorflow__data__dataset_def, Tensorflow__Data__DatasetDef, len, buf);
   free(buf);
   if (def == NULL)
     return mc__error_set(MC_INTERNAL, "cannot re-read the DatasetDef");

@@ -4,6 +4,7 @@
  * more_elements = 100; UncompressedElement components = 1. */
 #include "data/element_wire.h"
 
+#include "core/pb.h"
 #include "core/status.h"
 #include "data/element_codec.h"
 #include "data_worker.pb-c.h"
@@ -381,7 +382,8 @@ static mc_code decode_slow(const mc_rpc_bytes *parts, size_t len, elist *out,
   cursor c = {parts, 0, 0, 0, len};
   cur_read(&c, flat, len);
   Tensorflow__Data__GetElementResponse *r =
-      tensorflow__data__get_element_response__unpack(NULL, len, flat);
+      MC_PB_UNPACK(tensorflow__data__get_element_response,
+                   Tensorflow__Data__GetElementResponse, len, flat);
   free(flat);
   if (r == NULL)
     return mc__error_set(MC_DATA_LOSS,

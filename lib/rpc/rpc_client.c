@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/pb.h"
 #include "core/status.h"
 #include "rpc/internal.h"
 
@@ -204,9 +205,8 @@ static void on_client_done(mc__rpc_op *op, int ok) {
     if (cc->recv != NULL && grpc_byte_buffer_reader_init(&reader, cc->recv)) {
       grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
       grpc_byte_buffer_reader_destroy(&reader);
-      resp = protobuf_c_message_unpack(cc->response_type, NULL,
-                                       GRPC_SLICE_LENGTH(all),
-                                       GRPC_SLICE_START_PTR(all));
+      resp = mc__pb_unpack(cc->response_type, GRPC_SLICE_LENGTH(all),
+                           GRPC_SLICE_START_PTR(all));
       grpc_slice_unref(all);
     }
     if (resp == NULL) {

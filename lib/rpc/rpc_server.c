@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/pb.h"
 #include "core/status.h"
 #include "rpc/internal.h"
 
@@ -413,9 +414,8 @@ static void on_recv(mc__rpc_op *op, int ok) {
   }
   grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
   grpc_byte_buffer_reader_destroy(&reader);
-  c->request = protobuf_c_message_unpack(sm->m.request_type, NULL,
-                                         GRPC_SLICE_LENGTH(all),
-                                         GRPC_SLICE_START_PTR(all));
+  c->request = mc__pb_unpack(sm->m.request_type, GRPC_SLICE_LENGTH(all),
+                             GRPC_SLICE_START_PTR(all));
   size_t len = GRPC_SLICE_LENGTH(all);
   grpc_slice_unref(all);
   if (c->request == NULL) {

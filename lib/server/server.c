@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "config.pb-c.h"
+#include "core/pb.h"
 #include "core/status.h"
 #include "server/task.h"
 
@@ -125,7 +126,8 @@ static mc_code check_config(const mc_bytes *config) {
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "config: NULL data with length %zu", config->len);
   Tensorflow__ConfigProto *c =
-      tensorflow__config_proto__unpack(NULL, config->len, config->data);
+      MC_PB_UNPACK(tensorflow__config_proto, Tensorflow__ConfigProto,
+                   config->len, config->data);
   if (c == NULL)
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "config (%zu bytes) is not a valid serialized "

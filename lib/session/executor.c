@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/pb.h"
 #include "core/status.h"
 #include "session/tensor.h"
 
@@ -133,7 +134,8 @@ static Tensorflow__GraphDef *copy_graph(const Tensorflow__GraphDef *def) {
   if (buf == NULL)
     return NULL;
   tensorflow__graph_def__pack(def, buf);
-  Tensorflow__GraphDef *g = tensorflow__graph_def__unpack(NULL, len, buf);
+  Tensorflow__GraphDef *g =
+      MC_PB_UNPACK(tensorflow__graph_def, Tensorflow__GraphDef, len, buf);
   free(buf);
   return g;
 }

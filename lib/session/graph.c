@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pb.h"
 #include "core/status.h"
 #include "graph.pb-c.h"
 #include "session/executor.h"
@@ -328,7 +329,8 @@ mc_code mc_graph_to_graphdef(const mc_graph *g, uint8_t **buf, size_t *len) {
 
 mc_code mc_graph_from_graphdef(const uint8_t *buf, size_t len, mc_graph **out) {
   *out = NULL;
-  Tensorflow__GraphDef *gd = tensorflow__graph_def__unpack(NULL, len, buf);
+  Tensorflow__GraphDef *gd =
+      MC_PB_UNPACK(tensorflow__graph_def, Tensorflow__GraphDef, len, buf);
   if (gd == NULL)
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "%zu bytes do not decode as a GraphDef", len);

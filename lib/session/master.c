@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "config.pb-c.h"
+#include "core/pb.h"
 #include "core/status.h"
 #include "session/batch.h"
 #include "session/executor.h"
@@ -167,7 +168,8 @@ static Tensorflow__GraphDef *copy_graph(const Tensorflow__GraphDef *g) {
   if (buf == NULL)
     return NULL;
   tensorflow__graph_def__pack(g, buf);
-  Tensorflow__GraphDef *c = tensorflow__graph_def__unpack(NULL, len, buf);
+  Tensorflow__GraphDef *c =
+      MC_PB_UNPACK(tensorflow__graph_def, Tensorflow__GraphDef, len, buf);
   free(buf);
   return c;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pb.h"
 #include "core/status.h"
 #include "session/device.h"
 #include "session/executor.h"
@@ -206,7 +207,8 @@ static Tensorflow__NodeDef *copy_node(const Tensorflow__NodeDef *n) {
   if (buf == NULL)
     return NULL;
   tensorflow__node_def__pack(n, buf);
-  Tensorflow__NodeDef *c = tensorflow__node_def__unpack(NULL, len, buf);
+  Tensorflow__NodeDef *c =
+      MC_PB_UNPACK(tensorflow__node_def, Tensorflow__NodeDef, len, buf);
   free(buf);
   return c;
 }

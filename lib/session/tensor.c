@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pb.h"
 #include "core/status.h"
 
 typedef struct mc_tstr {
@@ -621,7 +622,8 @@ mc_code mc_tensor_to_proto_bytes(const mc_tensor *t, uint8_t **buf,
 mc_code mc_tensor_from_proto_bytes(const uint8_t *buf, size_t len,
                                    mc_tensor **out) {
   *out = NULL;
-  Tensorflow__TensorProto *p = tensorflow__tensor_proto__unpack(NULL, len, buf);
+  Tensorflow__TensorProto *p =
+      MC_PB_UNPACK(tensorflow__tensor_proto, Tensorflow__TensorProto, len, buf);
   if (p == NULL)
     return mc__error_set(MC_INVALID_ARGUMENT,
                          "%zu bytes do not decode as a TensorProto", len);

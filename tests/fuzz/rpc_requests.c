@@ -2,7 +2,7 @@
  *
  * Input: byte 0 chooses the method (index into the table below, modulo its
  * size); the rest is the serialized request. The runtime decodes a request
- * with protobuf_c_message_unpack before any handler runs (an undecodable
+ * with mc__pb_unpack before any handler runs (an undecodable
  * request is answered INVALID_ARGUMENT without reaching the handler), so the
  * target decodes it the same way here: that exercises the decoder on every
  * input, and every input that decodes is sent through a real loopback
@@ -17,6 +17,7 @@
  * wedges the server fails the target). */
 #include "fuzz.h"
 
+#include "core/pb.h"
 #include "rpc/rpc.h"
 
 #include "data_dispatcher.pb-c.h"
@@ -202,8 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     atexit(stop_servers);
   }
   const method *m = &methods[data[0] % NUM_METHODS];
-  ProtobufCMessage *req =
-      protobuf_c_message_unpack(m->req, NULL, size - 1, data + 1);
+  ProtobufCMessage *req = mc__pb_unpack(m->req, size - 1, data + 1);
   if (req == NULL)
     return 0; /* the runtime answers INVALID_ARGUMENT before any handler */
   ProtobufCMessage *resp = NULL;

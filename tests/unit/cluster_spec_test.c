@@ -627,6 +627,25 @@ static void bad_server_defs(void **state) {
                 MC_INVALID_ARGUMENT,
                 "ServerDef.cluster: ClusterDef: empty job");
 
+  /* default_session_config { rpc_options { <field 0> ... } }: protobuf-c
+   * alone decodes a field numbered 0 whose tag is an overlong varint (0x81
+   * 0x00), and the ServerDef then failed to serialize (found by the
+   * server_def fuzz target in ci/test-all; the input is in its corpus as
+   * regress-field-zero). */
+  static const char field_zero[] = "\x22\x0e\x6a\x0c\x81\x00\x00\x00\x56\x22"
+                                   "\x0e\x0a\x5d\x02\x70\x56";
+  MC_ASSERT_ERR(mc_server_def_parse(&d, field_zero, sizeof field_zero - 1),
+                MC_INVALID_ARGUMENT, "undecodable ServerDef (16 bytes)");
+  /* The same config without the field 0 parses and serializes. */
+  static const char no_field_zero[] = "\x22\x04\x6a\x02\x70\x56";
+  MC_ASSERT_OK(
+      mc_server_def_parse(&d, no_field_zero, sizeof no_field_zero - 1));
+  uint8_t *again;
+  size_t again_len;
+  MC_ASSERT_OK(mc_server_def_serialize(d, &again, &again_len));
+  mc_free(again);
+  mc_server_def_free(d);
+
   mc_server_def def = {0};
   uint8_t garbage[] = {0x0a, 0x7f};
   def.default_session_config = garbage;

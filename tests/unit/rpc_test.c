@@ -254,6 +254,21 @@ static void test_basic_and_errors(void **state) {
       mc__rpc_unary(ch, "/t.T/Check", &wrong.base, RESP_DESC, 5000, &out),
       MC_INVALID_ARGUMENT, "cannot decode");
   assert_null(out);
+  /* A field numbered 0 with an overlong tag (0x80 0x00), which protobuf-c
+   * alone decodes (core/pb.h): sent as the raw data of an unknown field 15,
+   * so the request's bytes are 78 00 80 00 00. */
+  Req zero = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  uint8_t tail[] = {0x00, 0x80, 0x00, 0x00};
+  ProtobufCMessageUnknownField uf = {.tag = 15,
+                                     .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT,
+                                     .len = sizeof tail,
+                                     .data = tail};
+  zero.base.n_unknown_fields = 1;
+  zero.base.unknown_fields = &uf;
+  MC_ASSERT_ERR(
+      mc__rpc_unary(ch, "/t.T/Check", &zero.base, RESP_DESC, 5000, &out),
+      MC_INVALID_ARGUMENT, "cannot decode the request");
+  assert_null(out);
   /* Deadline. */
   MC_ASSERT_ERR(call(ch, "/t.T/Slow", "", 50, &st), MC_DEADLINE_EXCEEDED, "");
   /* Every call is bounded. */
