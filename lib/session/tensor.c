@@ -428,6 +428,62 @@ static const char *typed_field(mc_dtype dtype) {
   }
 }
 
+/* Reads a varint of at most 32 bits (TensorFlow's GetVarint32) at *pos. */
+static int get_varint32(const uint8_t *b, size_t len, size_t *pos,
+                        uint32_t *out) {
+  uint32_t v = 0;
+  for (int shift = 0; shift <= 28 && *pos < len; shift += 7) {
+    uint8_t byte = b[(*pos)++];
+    if (shift == 28 && byte > 0x0f)
+      return 0;
+    v |= (uint32_t)(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) {
+      *out = v;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* String tensors in tensor_content, as TensorFlow's AsProtoTensorContent
+ * writes them (port::EncodeStringList): the n lengths as varints, then the
+ * n strings back to back, nothing after. */
+static mc_code strings_from_content(mc_tensor *t, const uint8_t *b,
+                                    size_t len) {
+  size_t pos = 0;
+  uint64_t total = 0;
+  uint32_t *sizes = malloc((size_t)(t->n > 0 ? t->n : 1) * sizeof *sizes);
+  if (sizes == NULL)
+    return mc__error_set(MC_RESOURCE_EXHAUSTED,
+                         "out of memory for %lld string lengths",
+                         (long long)t->n);
+  mc_code rc = MC_OK;
+  for (int64_t i = 0; i < t->n; i++) {
+    if (!get_varint32(b, len, &pos, &sizes[i])) {
+      rc = mc__error_set(MC_INVALID_ARGUMENT,
+                         "TensorProto tensor_content: length %lld of %lld "
+                         "strings is not a valid varint32 (at byte %zu of %zu)",
+                         (long long)i, (long long)t->n, pos, len);
+      goto done;
+    }
+    total += sizes[i];
+  }
+  if (total != len - pos) {
+    rc = mc__error_set(MC_INVALID_ARGUMENT,
+                       "TensorProto tensor_content: %lld string lengths sum "
+                       "to %llu bytes but %zu bytes follow them",
+                       (long long)t->n, (unsigned long long)total, len - pos);
+    goto done;
+  }
+  for (int64_t i = 0; i < t->n && rc == MC_OK; i++) {
+    rc = mc__tensor_set_string(t, i, (const char *)b + pos, sizes[i]);
+    pos += sizes[i];
+  }
+done:
+  free(sizes);
+  return rc;
+}
+
 mc_code mc__tensor_from_proto(const Tensorflow__TensorProto *p,
                               mc_tensor **out) {
   *out = NULL;
@@ -460,11 +516,17 @@ mc_code mc__tensor_from_proto(const Tensorflow__TensorProto *p,
   size_t esize = dtype == MC_DT_STRING ? sizeof(mc_tstr) : mc_dtype_size(dtype);
   uint64_t need = (uint64_t)n * esize; /* n < INT64_MAX / 16 */
   char sh[128];
-  if (p->tensor_content.len > 0) {
-    if (dtype == MC_DT_STRING)
+  if (p->tensor_content.len > 0 && dtype == MC_DT_STRING) {
+    /* Every string has a length of at least one byte in front: checked
+     * before the n string slots are allocated. */
+    if ((uint64_t)n > p->tensor_content.len) {
+      mc__shape_str(dims, rank, sh, sizeof sh);
       return mc__error_set(MC_INVALID_ARGUMENT,
-                           "TensorProto of dtype string uses tensor_content "
-                           "(only string_val is supported)");
+                           "TensorProto tensor_content is %zu bytes, too few "
+                           "for the %lld string lengths of shape %s",
+                           p->tensor_content.len, (long long)n, sh);
+    }
+  } else if (p->tensor_content.len > 0) {
     if (p->tensor_content.len != need) {
       mc__shape_str(dims, rank, sh, sizeof sh);
       return mc__error_set(MC_INVALID_ARGUMENT,
@@ -489,6 +551,15 @@ mc_code mc__tensor_from_proto(const Tensorflow__TensorProto *p,
   mc_code rc = mc__tensor_alloc(&t, dtype, dims, rank);
   if (rc != MC_OK)
     return mc__error_prefix("TensorProto: ");
+  if (p->tensor_content.len > 0 && dtype == MC_DT_STRING) {
+    if ((rc = strings_from_content(t, p->tensor_content.data,
+                                   p->tensor_content.len)) != MC_OK) {
+      mc_tensor_free(t);
+      return rc;
+    }
+    *out = t;
+    return MC_OK;
+  }
   if (p->tensor_content.len > 0) {
     memcpy(t->data, p->tensor_content.data, t->nbytes);
     if (dtype == MC_DT_BOOL) {

@@ -261,9 +261,101 @@ static void master_speaks_tensorflow_bytes(void **state) {
   mc_server_free(srv);
 }
 
+/* A string feed the way TensorFlow's C++ side encodes one
+ * (AsProtoTensorContent: port::EncodeStringList in tensor_content) comes
+ * back whole; we answer strings in string_val, which every TensorFlow
+ * reader takes (Python's MakeNdarray cannot read strings from
+ * tensor_content). */
+static void string_feed_in_tensor_content(void **state) {
+  (void)state;
+  mc_server *srv;
+  MC_ASSERT_OK(mc_create_local_server(NULL, 1, &srv));
+  mc_rpc_channel *ch;
+  MC_ASSERT_OK(mc__rpc_channel_get(mc_server_target(srv), &ch));
+
+  /* GraphDef: s = Placeholder(string); t = Identity(s). */
+  buf s = {0}, t = {0}, graph = {0}, req = {0}, resp = {0};
+  put_str(&s, 1, "s");
+  put_str(&s, 2, "Placeholder");
+  put_type_attr(&s, "dtype", 7);
+  put_str(&t, 1, "t");
+  put_str(&t, 2, "Identity");
+  put_str(&t, 3, "s");
+  put_type_attr(&t, "T", 7);
+  put_msg(&graph, 1, &s);
+  put_msg(&graph, 1, &t);
+  put_msg(&req, 1, &graph);
+  MC_ASSERT_OK(raw_call(ch, "CreateSession", &req, &resp));
+  size_t hlen;
+  const uint8_t *h = find_ld(resp.b, resp.n, 1, 0, &hlen);
+  assert_non_null(h);
+  char handle[256];
+  snprintf(handle, sizeof handle, "%.*s", (int)hlen, (const char *)h);
+
+  /* Feed s = ["ab", "xyz"]: dtype 7, shape [2], tensor_content
+   * 02 03 'a' 'b' 'x' 'y' 'z'. */
+  req.n = 0;
+  put_str(&req, 1, handle);
+  {
+    buf feed = {0}, tp = {0}, shape = {0}, dim = {0};
+    put_uint(&tp, 1, 7);
+    put_uint(&dim, 1, 2);
+    put_msg(&shape, 2, &dim);
+    put_msg(&tp, 2, &shape);
+    put_bytes(&tp, 4,
+              "\x02\x03"
+              "abxyz",
+              7);
+    put_str(&feed, 1, "s:0");
+    put_msg(&feed, 2, &tp);
+    put_msg(&req, 2, &feed);
+    put_str(&req, 3, "t:0");
+  }
+  MC_ASSERT_OK(raw_call(ch, "RunStep", &req, &resp));
+  size_t nlen, tlen, slen;
+  const uint8_t *nt = find_ld(resp.b, resp.n, 1, 0, &nlen);
+  assert_non_null(nt);
+  const uint8_t *tp = find_ld(nt, nlen, 2, 0, &tlen);
+  assert_non_null(tp);
+  assert_int_equal(tp[0], 0x08);
+  assert_int_equal(tp[1], 7);                         /* DT_STRING */
+  const uint8_t *s0 = find_ld(tp, tlen, 8, 0, &slen); /* string_val */
+  assert_non_null(s0);
+  assert_int_equal(slen, 2);
+  assert_memory_equal(s0, "ab", 2);
+  const uint8_t *s1 = find_ld(tp, tlen, 8, 1, &slen);
+  assert_non_null(s1);
+  assert_int_equal(slen, 3);
+  assert_memory_equal(s1, "xyz", 3);
+
+  /* Lengths that do not match the bytes: INVALID_ARGUMENT naming them. */
+  req.n = 0;
+  put_str(&req, 1, handle);
+  {
+    buf feed = {0}, tp2 = {0}, shape = {0}, dim = {0};
+    put_uint(&tp2, 1, 7);
+    put_uint(&dim, 1, 2);
+    put_msg(&shape, 2, &dim);
+    put_msg(&tp2, 2, &shape);
+    put_bytes(&tp2, 4,
+              "\x02\x09"
+              "abxyz",
+              7);
+    put_str(&feed, 1, "s:0");
+    put_msg(&feed, 2, &tp2);
+    put_msg(&req, 2, &feed);
+    put_str(&req, 3, "t:0");
+  }
+  MC_ASSERT_ERR(raw_call(ch, "RunStep", &req, &resp), MC_INVALID_ARGUMENT,
+                "2 string lengths sum to 11 bytes but 5 bytes follow");
+  mc__rpc_channel_release(ch);
+  mc_server_free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(master_speaks_tensorflow_bytes),
+      cmocka_unit_test(string_feed_in_tensor_content),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

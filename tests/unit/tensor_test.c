@@ -272,9 +272,11 @@ static void bad_protos_are_rejected(void **state) {
   MC_ASSERT_ERR(parse(&p, &t), MC_INVALID_ARGUMENT, "unknown rank");
   shape.unknown_rank = 0;
 
+  /* Eight zero bytes as two strings: lengths 0 and 0, then 6 stray bytes. */
   p.dtype = TENSORFLOW__DATA_TYPE__DT_STRING;
   p.tensor_content.len = 8;
-  MC_ASSERT_ERR(parse(&p, &t), MC_INVALID_ARGUMENT, "tensor_content");
+  MC_ASSERT_ERR(parse(&p, &t), MC_INVALID_ARGUMENT,
+                "2 string lengths sum to 0 bytes but 6 bytes follow");
 
   p.dtype = TENSORFLOW__DATA_TYPE__DT_FLOAT;
   p.tensor_content.len = 0;
@@ -310,6 +312,80 @@ static void bad_protos_are_rejected(void **state) {
                 "3 bytes do not decode");
 }
 
+/* Parses a TensorProto of dtype string, shape [n], with the given
+ * tensor_content. */
+static mc_code parse_string_content(int64_t n, const char *content, size_t len,
+                                    mc_tensor **t) {
+  Tensorflow__TensorProto p = TENSORFLOW__TENSOR_PROTO__INIT;
+  Tensorflow__TensorShapeProto shape = TENSORFLOW__TENSOR_SHAPE_PROTO__INIT;
+  Tensorflow__TensorShapeProto__Dim d0 =
+      TENSORFLOW__TENSOR_SHAPE_PROTO__DIM__INIT;
+  Tensorflow__TensorShapeProto__Dim *dimv[1] = {&d0};
+  d0.size = n;
+  shape.n_dim = 1;
+  shape.dim = dimv;
+  p.tensor_shape = &shape;
+  p.dtype = TENSORFLOW__DATA_TYPE__DT_STRING;
+  p.tensor_content.data = (uint8_t *)content;
+  p.tensor_content.len = len;
+  return parse(&p, t);
+}
+
+/* TensorFlow's AsProtoTensorContent (its RecvTensor and RunStep replies)
+ * writes string tensors into tensor_content as port::EncodeStringList does:
+ * every length as a varint32, then the bytes back to back. */
+static void strings_in_tensor_content(void **state) {
+  (void)state;
+  mc_tensor *t;
+  static const char three[] = "\x02\x00\x03"
+                              "ab"
+                              "xyz";
+  MC_ASSERT_OK(parse_string_content(3, three, sizeof three - 1, &t));
+  size_t l;
+  assert_memory_equal(mc_tensor_string(t, 0, &l), "ab", 2);
+  assert_int_equal(l, 2);
+  mc_tensor_string(t, 1, &l);
+  assert_int_equal(l, 0);
+  assert_memory_equal(mc_tensor_string(t, 2, &l), "xyz", 3);
+  assert_int_equal(l, 3);
+  mc_tensor_free(t);
+
+  /* A 300-byte string has a two-byte length (0xac 0x02). */
+  char big[2 + 300];
+  big[0] = (char)0xac;
+  big[1] = 0x02;
+  memset(big + 2, 'q', 300);
+  MC_ASSERT_OK(parse_string_content(1, big, sizeof big, &t));
+  assert_int_equal(mc_tensor_num_elements(t), 1);
+  assert_memory_equal(mc_tensor_string(t, 0, &l), big + 2, 300);
+  assert_int_equal(l, 300);
+  mc_tensor_free(t);
+
+  MC_ASSERT_ERR(parse_string_content(3, "\x02\x00", 2, &t), MC_INVALID_ARGUMENT,
+                "tensor_content is 2 bytes, too few for the 3 string lengths");
+  MC_ASSERT_ERR(parse_string_content(1,
+                                     "\x05"
+                                     "ab",
+                                     3, &t),
+                MC_INVALID_ARGUMENT,
+                "1 string lengths sum to 5 bytes but 2 bytes follow them");
+  MC_ASSERT_ERR(parse_string_content(1,
+                                     "\x01"
+                                     "ab",
+                                     3, &t),
+                MC_INVALID_ARGUMENT, "sum to 1 bytes but 2 bytes follow");
+  /* A length that does not end, and one beyond 32 bits. */
+  MC_ASSERT_ERR(parse_string_content(1, "\x80\x80", 2, &t), MC_INVALID_ARGUMENT,
+                "length 0 of 1 strings is not a valid varint32");
+  MC_ASSERT_ERR(parse_string_content(1, "\xff\xff\xff\xff\x1f", 5, &t),
+                MC_INVALID_ARGUMENT, "not a valid varint32");
+  /* Lengths that add up past 32 bits must not wrap around. */
+  MC_ASSERT_ERR(parse_string_content(
+                    2, "\xff\xff\xff\xff\x0f\xff\xff\xff\xff\x0f", 10, &t),
+                MC_INVALID_ARGUMENT,
+                "sum to 8589934590 bytes but 0 bytes follow");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(numeric_round_trip),
@@ -319,6 +395,7 @@ int main(void) {
       cmocka_unit_test(bad_constructor_arguments),
       cmocka_unit_test(reads_typed_fields_and_broadcasts),
       cmocka_unit_test(bad_protos_are_rejected),
+      cmocka_unit_test(strings_in_tensor_content),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

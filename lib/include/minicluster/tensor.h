@@ -119,9 +119,12 @@ MC_EXTERN mc_code mc_tensor_to_proto_bytes(const mc_tensor *t,
 
 /* Parses a serialized tensorflow.TensorProto, reading tensor_content or the
  * typed *_val fields (fewer values than elements repeat the last one, as in
- * TensorFlow; none fill zeros). Returns MC_INVALID_ARGUMENT naming the
+ * TensorFlow; none fill zeros). Strings may be in string_val or, as
+ * TensorFlow's C++ side writes them, in tensor_content (the lengths as
+ * varint32s, then the bytes). Returns MC_INVALID_ARGUMENT naming the
  * problem for bytes that do not decode, an unsupported dtype, a bad shape,
- * or a content size that does not match the shape; MC_RESOURCE_EXHAUSTED
+ * or a content size that does not match the shape (for strings: lengths
+ * that do not add up to the bytes after them); MC_RESOURCE_EXHAUSTED
  * when such a fill would expand to more than 256 MiB (refused before any
  * allocation: a few bytes must not allocate gigabytes) or memory is short.
  * Thread-safe. */
