@@ -261,6 +261,23 @@ static void master_speaks_tensorflow_bytes(void **state) {
   mc_server_free(srv);
 }
 
+/* A RunStep request on session handle: feed s:0 a DT_STRING tensor of
+ * shape [2] whose tensor_content is the 7 bytes at content; fetch t:0. */
+static void string_step(buf *req, const char *handle, const char *content) {
+  buf feed = {0}, tp = {0}, shape = {0}, dim = {0};
+  req->n = 0;
+  put_str(req, 1, handle);
+  put_uint(&tp, 1, 7);
+  put_uint(&dim, 1, 2);
+  put_msg(&shape, 2, &dim);
+  put_msg(&tp, 2, &shape);
+  put_bytes(&tp, 4, content, 7);
+  put_str(&feed, 1, "s:0");
+  put_msg(&feed, 2, &tp);
+  put_msg(req, 2, &feed);
+  put_str(req, 3, "t:0");
+}
+
 /* A string feed the way TensorFlow's C++ side encodes one
  * (AsProtoTensorContent: port::EncodeStringList in tensor_content) comes
  * back whole; we answer strings in string_val, which every TensorFlow
@@ -292,25 +309,10 @@ static void string_feed_in_tensor_content(void **state) {
   char handle[256];
   snprintf(handle, sizeof handle, "%.*s", (int)hlen, (const char *)h);
 
-  /* Feed s = ["ab", "xyz"]: dtype 7, shape [2], tensor_content
-   * 02 03 'a' 'b' 'x' 'y' 'z'. */
-  req.n = 0;
-  put_str(&req, 1, handle);
-  {
-    buf feed = {0}, tp = {0}, shape = {0}, dim = {0};
-    put_uint(&tp, 1, 7);
-    put_uint(&dim, 1, 2);
-    put_msg(&shape, 2, &dim);
-    put_msg(&tp, 2, &shape);
-    put_bytes(&tp, 4,
+  /* Feed s = ["ab", "xyz"]: lengths 2 and 3, then the bytes. */
+  string_step(&req, handle,
               "\x02\x03"
-              "abxyz",
-              7);
-    put_str(&feed, 1, "s:0");
-    put_msg(&feed, 2, &tp);
-    put_msg(&req, 2, &feed);
-    put_str(&req, 3, "t:0");
-  }
+              "abxyz");
   MC_ASSERT_OK(raw_call(ch, "RunStep", &req, &resp));
   size_t nlen, tlen, slen;
   const uint8_t *nt = find_ld(resp.b, resp.n, 1, 0, &nlen);
@@ -329,23 +331,9 @@ static void string_feed_in_tensor_content(void **state) {
   assert_memory_equal(s1, "xyz", 3);
 
   /* Lengths that do not match the bytes: INVALID_ARGUMENT naming them. */
-  req.n = 0;
-  put_str(&req, 1, handle);
-  {
-    buf feed = {0}, tp2 = {0}, shape = {0}, dim = {0};
-    put_uint(&tp2, 1, 7);
-    put_uint(&dim, 1, 2);
-    put_msg(&shape, 2, &dim);
-    put_msg(&tp2, 2, &shape);
-    put_bytes(&tp2, 4,
+  string_step(&req, handle,
               "\x02\x09"
-              "abxyz",
-              7);
-    put_str(&feed, 1, "s:0");
-    put_msg(&feed, 2, &tp2);
-    put_msg(&req, 2, &feed);
-    put_str(&req, 3, "t:0");
-  }
+              "abxyz");
   MC_ASSERT_ERR(raw_call(ch, "RunStep", &req, &resp), MC_INVALID_ARGUMENT,
                 "2 string lengths sum to 11 bytes but 5 bytes follow");
   mc__rpc_channel_release(ch);
