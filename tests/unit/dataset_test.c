@@ -267,6 +267,26 @@ static void test_tensor_slices(void **state) {
   mc_tensor_free(s);
 }
 
+/* A from_tensor_slices whose TensorProto asks for an int64 tensor of 2^26
+ * elements (512 MiB) filled from one value: refused before allocating, with
+ * the code mc_tensor_from_proto_bytes gives (the dataset_def fuzz target,
+ * seed 7, expected only INVALID_ARGUMENT or NOT_FOUND here). */
+static void test_def_fill_limit(void **state) {
+  (void)state;
+  static const char def[] = "\xa2\x06\x24" /* ops, 36 bytes */
+                            "\x0a\x12"     /* op */
+                            "from_tensor_slices"
+                            "\x22\x0e" /* tensors[0] */
+                            "\x08\x09" /* DT_INT64 */
+                            "\x12\x07\x12\x05\x08\x80\x80\x80\x20" /* [2^26] */
+                            "\x52\x01\x01"; /* int64_val 1 */
+  mc_dataset *ds = NULL;
+  MC_ASSERT_ERR(
+      mc_dataset_from_def_bytes((const uint8_t *)def, sizeof def - 1, &ds),
+      MC_RESOURCE_EXHAUSTED, "at most 256 MiB may be filled");
+  assert_null(ds);
+}
+
 static void test_def_round_trip(void **state) {
   (void)state;
   mc_dataset *ds;
@@ -362,6 +382,7 @@ int main(void) {
       cmocka_unit_test(test_shard_prefetch),
       cmocka_unit_test(test_tensor_slices),
       cmocka_unit_test(test_def_round_trip),
+      cmocka_unit_test(test_def_fill_limit),
       cmocka_unit_test(test_split_mode),
   };
   return cmocka_run_group_tests(tests, setup, NULL);

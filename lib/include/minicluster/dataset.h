@@ -130,7 +130,10 @@ MC_EXTERN mc_code mc_dataset_to_def_bytes(const mc_dataset *ds,
 
 /* Parses a DatasetDef. MC_INVALID_ARGUMENT naming the problem for bytes
  * that do not decode, an unknown op, bad arguments; MC_NOT_FOUND naming a
- * map/filter function that is not registered in this process. */
+ * map/filter function that is not registered in this process;
+ * MC_RESOURCE_EXHAUSTED when a tensor in it (from_tensor_slices) would be
+ * filled to more than 256 MiB from fewer values than elements, as
+ * mc_tensor_from_proto_bytes refuses, or memory is short. Thread-safe. */
 MC_EXTERN mc_code mc_dataset_from_def_bytes(const uint8_t *buf, size_t len,
                                             mc_dataset **out /* OUT */);
 
